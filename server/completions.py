@@ -1,0 +1,164 @@
+"""OpenAI-compatible `/v1/completions` (streamed as server-sent events, or whole) and `/v1/models`.
+
+The OpenAI `user` field is the engine's session key, so its clients get prefix reuse too.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.sse import EventStreamResponse, sse_data, unless_disconnected
+from streaming.engine import Engine, Generation
+from streaming.errors import InvalidRequest
+from streaming.params import Completion, GenerationRequest, Status
+
+# engine field names as OpenAI spells them
+OPENAI_NAMES = {"max_new_tokens": "max_tokens", "session": "user"}
+FINISH_REASONS = {
+    Status.FINISHED: "stop",
+    Status.STOP: "stop",
+    Status.LENGTH: "length",
+    Status.TIME: "length",
+    Status.CANCELLED: "cancelled",
+    Status.SUPERSEDED: "superseded",
+}
+
+
+class CompletionBody(BaseModel):
+    """The request body; unknown OpenAI fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+    model: str | None = None
+    prompt: str | list[str]
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    n: int = 1
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    user: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def one_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("exactly one prompt per request")
+        return value
+
+
+def error_response(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
+    headers = {"retry-after": "1"} if status == 503 else None
+    body = {"error": {"message": message, "type": kind, "param": param, "code": None}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def completions(request: Request) -> Response:
+    engine: Engine = request.app.state.engine
+    try:
+        body = CompletionBody.model_validate(await request.json())
+        generation_request = _to_engine(body)
+        generation = engine.submit(generation_request)
+    except ValueError as exc:  # malformed JSON, ValidationError and InvalidRequest are ValueErrors
+        return _invalid(exc)
+    if generation.completion is not None and generation.completion.status is Status.BUSY:
+        return error_response(503, "the engine's queue is full; retry shortly", "server_busy")
+
+    model_name = request.app.state.model_name
+    if body.stream:
+        return EventStreamResponse(_stream(generation, model_name))
+    async with generation:
+        finished, completion = await unless_disconnected(generation.result(), request.receive)
+    if not finished or completion is None:
+        return Response(status_code=499)  # nobody is listening; the generation was cancelled
+    if completion.status is Status.ERROR:
+        return error_response(500, completion.error or "generation failed", "server_error")
+    return JSONResponse(_whole(completion, model_name))
+
+
+def _to_engine(body: CompletionBody) -> GenerationRequest:
+    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    stop = () if body.stop is None else (body.stop,) if isinstance(body.stop, str) else tuple(body.stop)
+    return GenerationRequest(
+        prompt=prompt,
+        session=f"openai:{body.user}" if body.user else f"openai-once:{uuid.uuid4().hex}",
+        keep_session=bool(body.user),
+        max_new_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        n=body.n,
+        stop=stop,
+        seed=body.seed,
+    )
+
+
+def _invalid(exc: ValueError) -> JSONResponse:
+    if isinstance(exc, InvalidRequest):
+        param = OPENAI_NAMES.get(exc.field, exc.field)
+        return error_response(400, f"{param}: {exc.message}", "invalid_request_error", param)
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        return error_response(400, f"{param}: {first['msg']}", "invalid_request_error", param)
+    return error_response(400, "the body must be a JSON object", "invalid_request_error")
+
+
+async def _stream(generation: Generation, model_name: str) -> AsyncIterator[str]:
+    created = int(time.time())
+
+    def chunk(index: int, text: str, finish: str | None) -> str:
+        choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+        payload = {"id": generation.id, "object": "text_completion", "created": created,
+                   "model": model_name, "choices": [choice]}
+        return sse_data(payload)
+
+    async with generation:
+        async for delta in generation:
+            yield chunk(delta.index, delta.text, None)
+        completion = await generation.result()
+        if completion.status is Status.ERROR:
+            yield sse_data({"error": {"message": completion.error, "type": "server_error"}})
+        else:
+            for alt in completion.alternatives:
+                yield chunk(alt.index, "", FINISH_REASONS.get(alt.status or completion.status, "stop"))
+        yield sse_data("[DONE]")
+
+
+def _whole(completion: Completion, model_name: str) -> dict[str, Any]:
+    choices = [
+        {
+            "index": alt.index,
+            "text": alt.text,
+            "logprobs": None,
+            "finish_reason": FINISH_REASONS.get(alt.status or completion.status, "stop"),
+        }
+        for alt in completion.alternatives
+    ]
+    generated = sum(len(alt.tokens) for alt in completion.alternatives)
+    return {
+        "id": completion.id,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model_name,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": generated,
+            "total_tokens": completion.prompt_tokens + generated,
+        },
+    }
+
+
+async def models(request: Request) -> JSONResponse:
+    name = request.app.state.model_name
+    return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "cowrite"}]})

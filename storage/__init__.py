@@ -1,0 +1,1 @@
+"""Cowrite's database: tables, migrations and queries (documents, updates, suggestions)."""

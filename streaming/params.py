@@ -1,0 +1,117 @@
+"""What a caller asks of the engine, and what it gets back, as typed values.
+
+`GenerationRequest` validates itself on construction: an out-of-range field raises
+`InvalidRequest` naming that field.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+from streaming.errors import InvalidRequest
+
+MAX_ALTERNATIVES = 4
+MAX_STOP_STRINGS = 4
+MAX_STOP_LENGTH = 64
+MAX_NEW_TOKENS = 1024
+MAX_TEMPERATURE = 2.0
+MAX_TIME_BUDGET_S = 600.0
+
+
+class Status(str, enum.Enum):
+    """How a generation, or one of its alternatives, ended."""
+
+    FINISHED = "finished"  # the model produced its end-of-sequence token
+    LENGTH = "length"  # max_new_tokens reached
+    TIME = "time"  # the request's time budget ran out
+    STOP = "stop"  # a stop string was produced (it is not part of the text)
+    CANCELLED = "cancelled"  # cancelled by id, or its client went away
+    SUPERSEDED = "superseded"  # a newer request under the same session key replaced it
+    BUSY = "busy"  # the engine's queue was full; nothing was generated
+    ERROR = "error"  # the model failed on this request; see `Completion.error`
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to continue, `n` ways, under a session key that enables prefix reuse."""
+
+    prompt: str
+    session: str
+    max_new_tokens: int = 32
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    time_budget_s: float = 30.0
+    keep_session: bool = True  # keep this session's KV after the request for prefix reuse
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt:
+            raise InvalidRequest("prompt", "must be a non-empty string")
+        if not isinstance(self.session, str) or not self.session:
+            raise InvalidRequest("session", "must be a non-empty string")
+        _check_int("max_new_tokens", self.max_new_tokens, 1, MAX_NEW_TOKENS)
+        _check_float("temperature", self.temperature, 0.0, MAX_TEMPERATURE)
+        _check_float("top_p", self.top_p, 0.0, 1.0)
+        if self.top_p == 0.0:
+            raise InvalidRequest("top_p", "must be greater than 0")
+        _check_int("top_k", self.top_k, 0, 1_000_000)
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0, 2**63 - 1)
+        _check_int("n", self.n, 1, MAX_ALTERNATIVES)
+        if not isinstance(self.stop, tuple) or len(self.stop) > MAX_STOP_STRINGS:
+            raise InvalidRequest("stop", f"must be at most {MAX_STOP_STRINGS} strings")
+        for item in self.stop:
+            if not isinstance(item, str) or not 0 < len(item) <= MAX_STOP_LENGTH:
+                raise InvalidRequest("stop", f"each must be 1 to {MAX_STOP_LENGTH} characters")
+        _check_float("time_budget_s", self.time_budget_s, 0.0, MAX_TIME_BUDGET_S)
+        if self.time_budget_s == 0.0:
+            raise InvalidRequest("time_budget_s", "must be greater than 0")
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequest(name, f"must be an integer from {low} to {high}")
+
+
+def _check_float(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest(name, f"must be a number from {low} to {high}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise InvalidRequest(name, f"must be a number from {low} to {high}")
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New text for alternative `index`, as it is decoded."""
+
+    index: int
+    text: str
+
+
+@dataclass
+class Alternative:
+    """One of a request's `n` continuations, complete."""
+
+    index: int
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    status: Status | None = None
+
+
+@dataclass
+class Completion:
+    """A request's final outcome, with timings taken by the engine."""
+
+    id: str
+    status: Status
+    alternatives: list[Alternative]
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    ttft_s: float | None = None
+    total_s: float = 0.0
+    error: str | None = None

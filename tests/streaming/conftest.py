@@ -1,0 +1,53 @@
+"""Engine fixtures over the real model, and the `generate()` reference that pins its output."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from streaming.engine import Engine, EngineLimits
+from streaming.loader import LoadedModel
+from streaming.runner import ModelRunner
+
+PROSE = (Path(__file__).resolve().parent.parent / "data" / "prose.txt").read_text(encoding="utf-8")
+PROSE = PROSE.split("\n\n", 1)[1]
+
+
+def prose(start: int, length: int) -> str:
+    """A slice of real prose, starting at a word."""
+    begin = PROSE.index(" ", start) + 1
+    return PROSE[begin : begin + length]
+
+
+@pytest.fixture
+def reference(loaded_model: LoadedModel) -> Callable[[list[int], int], list[int]]:
+    """Greedy tokens from transformers' own `generate`, the engine's ground truth."""
+
+    def run(prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+        ids = torch.tensor([prompt_ids], device=loaded_model.device)
+        with torch.inference_mode():
+            out = loaded_model.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=loaded_model.tokenizer.eos_token_id,
+            )
+        tokens: list[int] = out[0, len(prompt_ids) :].tolist()
+        eos = loaded_model.tokenizer.eos_token_id
+        return tokens[: tokens.index(eos)] if eos in tokens else tokens
+
+    return run
+
+
+def make_engine(loaded: LoadedModel, runner: ModelRunner | None = None, **limits: int) -> Engine:
+    return Engine(runner or ModelRunner(loaded.model), loaded.tokenizer, EngineLimits(**limits))
+
+
+@pytest.fixture
+async def engine(loaded_model: LoadedModel) -> AsyncIterator[Engine]:
+    async with make_engine(loaded_model) as running:
+        yield running
