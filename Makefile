@@ -21,7 +21,7 @@ install: $(STAMP)
 run: install
 	$(PY) -m server
 
-test: install
+test: install lint
 	$(PY) -m pytest
 
 bench: install

@@ -36,9 +36,12 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        model = loaded or await asyncio.to_thread(
-            load_model, settings.model, settings.device, settings.dtype, settings.model_cache_dir
-        )
+        if loaded is not None:
+            model = loaded
+        else:
+            model = await asyncio.to_thread(
+                load_model, settings.model, settings.device, settings.dtype, settings.model_cache_dir
+            )
         engine = Engine(ModelRunner(model.model), model.tokenizer, engine_limits(settings))
         app.state.engine = engine
         app.state.model_name = model.name

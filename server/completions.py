@@ -108,8 +108,8 @@ def _invalid(exc: ValueError) -> JSONResponse:
         return error_response(400, f"{param}: {exc.message}", "invalid_request_error", param)
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        return error_response(400, f"{param}: {first['msg']}", "invalid_request_error", param)
+        where = ".".join(str(p) for p in first["loc"]) or None
+        return error_response(400, f"{where}: {first['msg']}", "invalid_request_error", where)
     return error_response(400, "the body must be a JSON object", "invalid_request_error")
 
 
@@ -118,8 +118,13 @@ async def _stream(generation: Generation, model_name: str) -> AsyncIterator[str]
 
     def chunk(index: int, text: str, finish: str | None) -> str:
         choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
-        payload = {"id": generation.id, "object": "text_completion", "created": created,
-                   "model": model_name, "choices": [choice]}
+        payload = {
+            "id": generation.id,
+            "object": "text_completion",
+            "created": created,
+            "model": model_name,
+            "choices": [choice],
+        }
         return sse_data(payload)
 
     async with generation:

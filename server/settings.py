@@ -56,7 +56,7 @@ class Settings:
             for name, value in vars(args).items()
             if value is not None
         }
-        return replace(self, **changes)
+        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 def _cast(name: str, raw: str, default: object) -> object:

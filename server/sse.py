@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import anyio
+from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 T = TypeVar("T")
@@ -47,17 +48,17 @@ async def unless_disconnected(work: Awaitable[T], receive: Receive) -> tuple[boo
     return (True, outcome[0]) if outcome else (False, None)
 
 
-class EventStreamResponse:
+class EventStreamResponse(StreamingResponse):
     """A `text/event-stream` response fed by an async iterator of ready-made SSE chunks."""
 
-    def __init__(self, chunks: AsyncIterator[str], headers: dict[str, str] | None = None) -> None:
+    def __init__(self, chunks: AsyncIterator[str]) -> None:
+        headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+        super().__init__(chunks, headers=headers, media_type="text/event-stream")
         self.chunks = chunks
-        self.headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw_headers: list[tuple[bytes, bytes]] = [(b"content-type", b"text/event-stream; charset=utf-8")]
-        raw_headers += [(k.encode(), v.encode()) for k, v in self.headers.items()]
-        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+        raw_headers = self.raw_headers
+        await send({"type": "http.response.start", "status": self.status_code, "headers": raw_headers})
         try:
             async with anyio.create_task_group() as group:
 
@@ -79,4 +80,4 @@ class EventStreamResponse:
             with anyio.CancelScope(shield=True):
                 closer: Any = getattr(self.chunks, "aclose", None)
                 if closer is not None:
-                    await closer()
+                    await closer()  # an async generator's `finally` cancels its generation

@@ -160,9 +160,7 @@ class Generation:
 class Engine:
     """Continuous batching over a `ModelRunner`; an async context manager."""
 
-    def __init__(
-        self, runner: ModelRunner, tokenizer: Tokenizer, limits: EngineLimits | None = None
-    ) -> None:
+    def __init__(self, runner: ModelRunner, tokenizer: Tokenizer, limits: EngineLimits | None = None) -> None:
         self.runner = runner
         self.tokenizer = tokenizer
         self.limits = limits or EngineLimits()
@@ -400,7 +398,9 @@ class Engine:
                 generator = None
                 if request.temperature > 0:
                     generator = torch.Generator()
-                    seed = request.seed if request.seed is not None else int.from_bytes(uuid.uuid4().bytes[:7])
+                    seed = (
+                        request.seed if request.seed is not None else int.from_bytes(uuid.uuid4().bytes[:7])
+                    )
                     generator.manual_seed(seed + index)
                 stream = TextStream(self.tokenizer, request.stop)
                 job.alts.append(AltState(index, row, stream, generator))
@@ -413,7 +413,7 @@ class Engine:
             )
             self._extend(job, target, token)
         if not job.live_alts():
-            statuses = {a.status for a in job.alts}
+            statuses = {a.status for a in job.alts if a.status is not None}
             status = statuses.pop() if len(statuses) == 1 else Status.FINISHED
             self._finish(job, status)
 
@@ -453,9 +453,9 @@ class Engine:
         now = time.monotonic()
         for alt in job.live_alts():
             alt.status = status
-        alternatives = [
-            Alternative(a.index, a.text.text, list(a.tokens), a.status) for a in job.alts
-        ] or [Alternative(i, status=status) for i in range(job.request.n)]
+        alternatives = [Alternative(a.index, a.text.text, list(a.tokens), a.status) for a in job.alts] or [
+            Alternative(i, status=status) for i in range(job.request.n)
+        ]
         job.completion = Completion(
             id=job.id,
             status=status,
@@ -486,8 +486,8 @@ class Engine:
             session = job.session
             assert session is not None
             session.job = None
-            keep = job.request.keep_session and job.completion is not None
-            if not keep or job.completion.status is Status.ERROR:
+            assert job.completion is not None
+            if not job.request.keep_session or job.completion.status is Status.ERROR:
                 self._sessions.drop(session.key)
         self._jobs = {k: j for k, j in self._jobs.items() if not j.done}
 

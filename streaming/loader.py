@@ -47,11 +47,17 @@ def choose_device(requested: str = "auto") -> torch.device:
     try:
         device = torch.device(requested)
     except RuntimeError as exc:
-        raise ModelLoadError(f"unknown device {requested!r}; set {DEVICE_SETTING} to auto, cpu, cuda or mps") from exc
+        raise ModelLoadError(
+            f"unknown device {requested!r}; set {DEVICE_SETTING} to auto, cpu, cuda or mps"
+        ) from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {requested!r} asked for, but CUDA is not available; set {DEVICE_SETTING} to auto or cpu")
+        raise ModelLoadError(
+            f"device {requested!r} asked for, but CUDA is not available; set {DEVICE_SETTING} to auto or cpu"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ModelLoadError(f"device {requested!r} asked for, but MPS is not available; set {DEVICE_SETTING} to auto or cpu")
+        raise ModelLoadError(
+            f"device {requested!r} asked for, but MPS is not available; set {DEVICE_SETTING} to auto or cpu"
+        )
     return device
 
 
@@ -84,6 +90,7 @@ def load_model(model: str | None, device: str, dtype: str, cache_dir: Path) -> L
     started = time.perf_counter()
     target = choose_device(device)
     chosen_dtype = choose_dtype(dtype, target)
+    source: str | Path
     if model is None:
         source, name = convert_bundled(cache_dir), BUNDLED_NAME
     else:
@@ -92,7 +99,7 @@ def load_model(model: str | None, device: str, dtype: str, cache_dir: Path) -> L
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(source)
-        loaded = AutoModelForCausalLM.from_pretrained(source, dtype=chosen_dtype)
+        loaded: Any = AutoModelForCausalLM.from_pretrained(source, dtype=chosen_dtype)
     except (OSError, ValueError, KeyError, ImportError, RuntimeError) as exc:
         raise ModelLoadError(
             f"cannot load model {name!r}: {_first_line(exc)}; set {MODEL_SETTING} to a local "
@@ -100,7 +107,13 @@ def load_model(model: str | None, device: str, dtype: str, cache_dir: Path) -> L
         ) from exc
     loaded.to(target).eval()
     elapsed = time.perf_counter() - started
-    log.info("model %s on %s (%s), loaded in %.1f s", name, target, str(chosen_dtype).removeprefix("torch."), elapsed)
+    log.info(
+        "model %s on %s (%s), loaded in %.1f s",
+        name,
+        target,
+        str(chosen_dtype).removeprefix("torch."),
+        elapsed,
+    )
     return LoadedModel(loaded, tokenizer, name, target, chosen_dtype, elapsed)
 
 
@@ -117,7 +130,9 @@ def convert_bundled(cache_dir: Path) -> Path:
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         # the dequantized weights are plain tensors now; drop the GGUF marker so they can be saved
         model.hf_quantizer = None

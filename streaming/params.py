@@ -20,7 +20,7 @@ MAX_TEMPERATURE = 2.0
 MAX_TIME_BUDGET_S = 600.0
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """How a generation, or one of its alternatives, ended."""
 
     FINISHED = "finished"  # the model produced its end-of-sequence token

@@ -8,6 +8,7 @@ neighbours. Works for decoder-only models shaped like Llama (Llama, Mistral, Qwe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,15 +37,16 @@ class ModelRunner:
     """Runs packed forward passes of a Llama-shaped `transformers` causal LM."""
 
     def __init__(self, model: torch.nn.Module) -> None:
-        config = model.config
+        config: Any = model.config
         if config.model_type not in SUPPORTED_MODEL_TYPES:
             raise ModelLoadError(
                 f"model type {config.model_type!r} is not supported by the batched engine "
                 f"(supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}); "
                 "choose another model with COWRITE_MODEL / --model"
             )
-        self.model = model
-        self.config = config
+        # transformers modules are dynamically typed; the attributes read here are checked above
+        self.model: Any = model
+        self.config: Any = config
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.heads = config.num_attention_heads

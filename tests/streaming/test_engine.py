@@ -37,9 +37,7 @@ async def test_single_request_matches_generate(engine: Engine, reference: Refere
     assert completion.ttft_s is not None and completion.ttft_s <= completion.total_s
 
 
-async def test_eight_requests_in_one_batch_each_match_generate(
-    engine: Engine, reference: Reference
-) -> None:
+async def test_eight_requests_in_one_batch_each_match_generate(engine: Engine, reference: Reference) -> None:
     requests = [GenerationRequest(prose(400 * i, 200 + 20 * i), f"w{i}", max_new_tokens=16) for i in range(8)]
     generations = [engine.submit(r) for r in requests]
     completions = await asyncio.gather(*(g.result() for g in generations))
@@ -70,7 +68,14 @@ async def test_prefix_reuse_prefills_only_new_tokens_and_stays_exact(
 async def test_same_seed_gives_same_sample(engine: Engine) -> None:
     def sampled(session: str, seed: int, n: int = 1) -> GenerationRequest:
         return GenerationRequest(
-            prose(2000, 200), session, max_new_tokens=24, temperature=1.0, top_p=0.95, top_k=50, seed=seed, n=n
+            prose(2000, 200),
+            session,
+            max_new_tokens=24,
+            temperature=1.0,
+            top_p=0.95,
+            top_k=50,
+            seed=seed,
+            n=n,
         )
 
     a, b, c, pair = await asyncio.gather(
@@ -115,9 +120,7 @@ async def test_cancel_stops_within_one_step_and_frees_its_rows(engine: Engine) -
     assert stats.active_rows == 0 and stats.active_requests == 0 and stats.open_requests == 0
 
 
-async def test_new_request_in_a_session_supersedes_the_old_one(
-    engine: Engine, reference: Reference
-) -> None:
+async def test_new_request_in_a_session_supersedes_the_old_one(engine: Engine, reference: Reference) -> None:
     text = prose(1500, 400)
     old = engine.submit(GenerationRequest(text, "writer-3", max_new_tokens=200))
     await first_delta(old)
@@ -176,7 +179,10 @@ async def test_exception_in_a_step_fails_that_step_and_the_loop_serves_on(
 ) -> None:
     runner = FaultyRunner(loaded_model.model, at_call=4, fault=RuntimeError("injected"), when=lambda n: True)
     async with make_engine(loaded_model, runner) as engine:
-        hit = [engine.submit(GenerationRequest(prose(300 * i, 150), f"f{i}", max_new_tokens=30)) for i in range(3)]
+        hit = [
+            engine.submit(GenerationRequest(prose(300 * i, 150), f"f{i}", max_new_tokens=30))
+            for i in range(3)
+        ]
         failed = await asyncio.gather(*(g.result() for g in hit))
         assert {c.status for c in failed} == {Status.ERROR}
         assert all("injected" in (c.error or "") for c in failed)
