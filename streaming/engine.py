@@ -91,6 +91,7 @@ class Job:
     first_token_at: float | None = None
     last_step: int = 0  # the last engine step whose forward included this job
     ended_at_step: int | None = None
+    in_flight_at_end: int = 0  # 1 when a step including this job was running as it ended
     completion: Completion | None = None
 
     @property
@@ -178,6 +179,7 @@ class Engine:
         self._executor: ThreadPoolExecutor | None = None
         self._ids = itertools.count(1)
         self.steps = 0
+        self._forwarding = False
         self.recent: deque[Job] = deque(maxlen=64)  # ended jobs, newest last, for inspection
 
     # lifecycle
@@ -305,7 +307,11 @@ class Engine:
             self.steps += 1
             for job in {id(j): j for j, _ in owners}.values():
                 job.last_step = self.steps
-            results = await self._forward(loop, inputs)
+            self._forwarding = True
+            try:
+                results = await self._forward(loop, inputs)
+            finally:
+                self._forwarding = False
             now = time.monotonic()
             by_row = {id(i.row): owner for i, owner in zip(inputs, owners)}
             for group, outcome in results:
@@ -424,7 +430,7 @@ class Engine:
             alt.tokens.append(token)
             delta = alt.text.push(alt.tokens)
             if delta:
-                job.events.put_nowait(Delta(alt.index, delta))
+                job.events.put_nowait(Delta(alt.index, delta, len(alt.tokens)))
             if alt.text.stopped:
                 alt.status = Status.STOP
             elif len(alt.tokens) >= job.request.max_new_tokens:
@@ -434,7 +440,7 @@ class Engine:
                 return
         tail = alt.text.flush()
         if tail:
-            job.events.put_nowait(Delta(alt.index, tail))
+            job.events.put_nowait(Delta(alt.index, tail, len(alt.tokens)))
 
     def _expire(self, now: float) -> None:
         for job in self._active:
@@ -443,7 +449,7 @@ class Engine:
                     alt.status = Status.TIME
                     tail = alt.text.flush()
                     if tail:
-                        job.events.put_nowait(Delta(alt.index, tail))
+                        job.events.put_nowait(Delta(alt.index, tail, len(alt.tokens)))
                 self._finish(job, Status.TIME)
 
     def _finish(self, job: Job, status: Status, error: str | None = None) -> None:
@@ -467,6 +473,7 @@ class Engine:
             error=error,
         )
         job.ended_at_step = self.steps
+        job.in_flight_at_end = int(self._forwarding and job.last_step == self.steps)
         if job in self._queue:
             self._queue.remove(job)
         job.events.put_nowait(job.completion)

@@ -87,10 +87,11 @@ def _check_float(name: str, value: object, low: float, high: float) -> None:
 
 @dataclass(frozen=True)
 class Delta:
-    """New text for alternative `index`, as it is decoded."""
+    """New text for alternative `index`, as it is decoded; `tokens` counts its tokens so far."""
 
     index: int
     text: str
+    tokens: int = 0
 
 
 @dataclass
