@@ -5,20 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
 
+from server import documents, pages, suggest
 from server.completions import completions, models
 from server.settings import Settings
+from storage.database import Store
 from streaming.engine import Engine, EngineLimits
 from streaming.loader import LoadedModel, load_model
 from streaming.runner import ModelRunner
-
-STATIC = Path(__file__).resolve().parent.parent / "editor_ui" / "static"
 
 
 def engine_limits(settings: Settings) -> EngineLimits:
@@ -43,23 +42,23 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
                 load_model, settings.model, settings.device, settings.dtype, settings.model_cache_dir
             )
         engine = Engine(ModelRunner(model.model), model.tokenizer, engine_limits(settings))
+        store = Store(settings.database)
         app.state.engine = engine
+        app.state.store = store
         app.state.model_name = model.name
         app.state.model = model
-        async with engine:
+        async with store, engine:
             yield
 
-    routes = [
-        Route("/", index),
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/models", models),
+        *documents.routes,
+        *suggest.routes,
+        *pages.routes,
     ]
     return Starlette(routes=routes, lifespan=lifespan)
-
-
-async def index(request: Request) -> HTMLResponse:
-    return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -20,6 +20,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("data")
+    database_url: str | None = None  # None: SQLite in the data folder
     model: str | None = None  # None: the bundled SmolLM2-135M-Instruct
     device: str = "auto"
     dtype: str = "auto"
@@ -33,6 +34,10 @@ class Settings:
     @property
     def model_cache_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'cowrite.db'}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

@@ -27,6 +27,7 @@ from streaming.runner import ModelRunner, RowInput
 from streaming.sampling import sample_next
 from streaming.sessions import Session, SessionTable
 from streaming.text import TextStream
+from streaming.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class AltState:
     text: TextStream
     generator: torch.Generator | None
     tokens: list[int] = field(default_factory=list)
+    forced: str = ""  # what is left of the request's prefix for the next tokens to spell out
     pending: int | None = None  # sampled, not yet fed to the model
     status: Status | None = None
 
@@ -169,6 +171,7 @@ class Engine:
         self.context_tokens = min(self.limits.context_tokens, model_limit)
         self.eos_ids = _eos_ids(runner, tokenizer)
         self._bos = _leading_special(tokenizer)
+        self._vocabulary = Vocabulary(tokenizer, runner.config.vocab_size)
         self._sessions = SessionTable(self.limits.max_sessions)
         self._queue: deque[Job] = deque()
         self._active: list[Job] = []
@@ -408,15 +411,20 @@ class Engine:
                         request.seed if request.seed is not None else int.from_bytes(uuid.uuid4().bytes[:7])
                     )
                     generator.manual_seed(seed + index)
-                stream = TextStream(self.tokenizer, request.stop)
-                job.alts.append(AltState(index, row, stream, generator))
+                stream = TextStream(self.tokenizer, request.stop, skip=len(request.prefix))
+                job.alts.append(AltState(index, row, stream, generator, forced=request.prefix))
             targets = job.alts
         else:
             targets = [alt]
         for target in targets:
+            row_logits = logits.cpu()
+            if target.forced:
+                row_logits = self._vocabulary.restrict(row_logits, target.forced)
             token = sample_next(
-                logits.cpu(), request.temperature, request.top_k, request.top_p, target.generator
+                row_logits, request.temperature, request.top_k, request.top_p, target.generator
             )
+            if target.forced:
+                target.forced = self._vocabulary.consume(target.forced, token)
             self._extend(job, target, token)
         if not job.live_alts():
             statuses = {a.status for a in job.alts if a.status is not None}

@@ -18,6 +18,7 @@ MAX_STOP_LENGTH = 64
 MAX_NEW_TOKENS = 1024
 MAX_TEMPERATURE = 2.0
 MAX_TIME_BUDGET_S = 600.0
+MAX_PREFIX = 64
 
 
 class Status(enum.StrEnum):
@@ -48,6 +49,9 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     time_budget_s: float = 30.0
     keep_session: bool = True  # keep this session's KV after the request for prefix reuse
+    # text the continuation must begin with, left out of the output: the part of a word already
+    # typed, cut from the prompt so that the model sees whole tokens ("token healing")
+    prefix: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt:
@@ -69,6 +73,8 @@ class GenerationRequest:
             if not isinstance(item, str) or not 0 < len(item) <= MAX_STOP_LENGTH:
                 raise InvalidRequest("stop", f"each must be 1 to {MAX_STOP_LENGTH} characters")
         _check_float("time_budget_s", self.time_budget_s, 0.0, MAX_TIME_BUDGET_S)
+        if not isinstance(self.prefix, str) or len(self.prefix) > MAX_PREFIX:
+            raise InvalidRequest("prefix", f"must be a string of at most {MAX_PREFIX} characters")
         if self.time_budget_s == 0.0:
             raise InvalidRequest("time_budget_s", "must be greater than 0")
 

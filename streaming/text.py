@@ -18,16 +18,17 @@ class Decoder(Protocol):
 class TextStream:
     """Text of one alternative, released in safe increments."""
 
-    def __init__(self, decoder: Decoder, stop: tuple[str, ...]) -> None:
+    def __init__(self, decoder: Decoder, stop: tuple[str, ...], skip: int = 0) -> None:
         self._decoder = decoder
         self._stop = stop
+        self._skip = skip  # leading characters that are not part of the output (a healed prefix)
         self._emitted = 0
         self.text = ""
         self.stopped = False
 
     def push(self, ids: list[int]) -> str:
         """Decode all of `ids`; return the newly safe text. Sets `stopped` at a stop string."""
-        text = self._decoder.decode(ids, skip_special_tokens=True)
+        text = self._decoder.decode(ids, skip_special_tokens=True)[self._skip :]
         cut = self._find_stop(text)
         if cut is not None:
             self.stopped = True

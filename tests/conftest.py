@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ def settings() -> Settings:
     """Settings from the environment, so COWRITE_DEVICE / COWRITE_DTYPE steer the test run too."""
     base = Settings.from_env(os.environ)
     if "COWRITE_DATA_DIR" not in os.environ:
-        base = Settings(**{**base.__dict__, "data_dir": ROOT / "data"})
+        base = replace(base, data_dir=ROOT / "data")
     return base
 
 

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -22,12 +23,6 @@ from streaming.params import Status
 
 PROMPT = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def client(settings: Settings, loaded_model: LoadedModel) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, loaded_model)) as test_client:
-        yield test_client
 
 
 def events(body: str) -> list[Any]:
@@ -119,8 +114,8 @@ def test_a_body_that_is_not_json_is_rejected(client: TestClient) -> None:
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_a_full_queue_answers_503(settings: Settings, loaded_model: LoadedModel) -> None:
-    tight = Settings(**{**settings.__dict__, "max_queue": 0})
+def test_a_full_queue_answers_503(app_settings: Settings, loaded_model: LoadedModel) -> None:
+    tight = replace(app_settings, max_queue=0)
     with TestClient(create_app(tight, loaded_model)) as client:
         response = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4})
     assert response.status_code == 503
@@ -135,9 +130,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def live_server(settings: Settings, loaded_model: LoadedModel) -> Iterator[tuple[str, Any]]:
+def live_server(app_settings: Settings, loaded_model: LoadedModel) -> Iterator[tuple[str, Any]]:
     """A real uvicorn serving the app on a free loopback port, in a thread."""
-    app = create_app(settings, loaded_model)
+    app = create_app(app_settings, loaded_model)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

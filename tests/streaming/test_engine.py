@@ -297,3 +297,13 @@ async def test_long_prompt_is_cut_from_the_left_in_coarse_steps(engine: Engine) 
     assert len(first) > budget * 3 // 4
     # a few more characters leave the cut where it was, so the prefix stays reusable
     assert later[: len(first) - 1] == first[:-1]
+
+
+async def test_a_prefix_is_spelled_out_first_and_left_out_of_the_text(engine: Engine) -> None:
+    # the writer typed "acknowl": the prompt ends before the word, the model must begin with it
+    healed = GenerationRequest("It is a truth universally", "heal", max_new_tokens=6, prefix=" acknowl")
+    completion = await engine.submit(healed).result()
+    text = completion.alternatives[0].text
+    assert text.startswith("edged"), text
+    decoded = engine.tokenizer.decode(completion.alternatives[0].tokens)
+    assert decoded == " acknowl" + text

@@ -1,0 +1,259 @@
+"""`WS /ws/suggest/{doc_id}`: one writer's suggestion channel for one document.
+
+One reader task parses frames and starts generations; one writer task sends frames; they are
+joined by a bounded stream and ended together. A new `suggest` supersedes the previous one inside
+the engine (same session key: user and document); a closed socket cancels what it started.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from starlette import status
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from server.protocol import MAX_FRAME_BYTES, Cancel, Feedback, ProtocolError, Suggest, parse, server_frame
+from server.users import current_user
+from storage import documents, suggestions
+from storage.database import Store
+from storage.documents import DocumentNotFound
+from storage.models import Outcome, SuggestionCreate
+from streaming.engine import Engine, Generation
+from streaming.errors import InvalidRequest
+from streaming.loader import LoadedModel
+from streaming.params import Completion, GenerationRequest, Status
+
+log = logging.getLogger(__name__)
+
+WS_4404_DOCUMENT_NOT_FOUND = 4404
+OUTBOX_SIZE = 256
+REMEMBERED_IDS = 64  # client ids kept for late feedback
+TIME_BUDGET_S = 20.0
+OUTCOMES = {
+    Status.FINISHED: Outcome.SHOWN,
+    Status.LENGTH: Outcome.SHOWN,
+    Status.STOP: Outcome.SHOWN,
+    Status.TIME: Outcome.SHOWN,
+    Status.CANCELLED: Outcome.CANCELLED,
+    Status.SUPERSEDED: Outcome.SUPERSEDED,
+    Status.BUSY: Outcome.BUSY,
+    Status.ERROR: Outcome.ERROR,
+}
+Frame = dict[str, Any]
+
+
+# the half-typed word (and the spaces before it) at the end of `before`: healed by the engine
+WORD_TAIL = re.compile(r" *[A-Za-z]{0,32}$")
+
+
+def to_request(message: Suggest, session: str) -> GenerationRequest | None:
+    """The engine request for a `suggest`; None when there is nothing to continue."""
+    before = message.before
+    tail = WORD_TAIL.search(before)
+    prefix = tail.group(0) if tail else ""
+    prompt = before[: len(before) - len(prefix)]
+    if not prompt.strip():
+        prompt, prefix = before, ""
+    if not prompt.strip():
+        return None
+    rest_of_line = message.after.split("\n", 1)[0]
+    # a suggestion never runs into the next paragraph, nor past the end of a line that goes on
+    stop = ("\n",) if rest_of_line.strip() else ("\n\n",)
+    settings = message.settings
+    return GenerationRequest(
+        prompt=prompt,
+        session=session,
+        prefix=prefix,
+        max_new_tokens=settings.max_tokens,
+        temperature=settings.temperature,
+        top_p=0.95 if settings.temperature > 0 else 1.0,
+        top_k=50 if settings.temperature > 0 else 0,
+        n=settings.n,
+        stop=stop,
+        time_budget_s=TIME_BUDGET_S,
+    )
+
+
+class SuggestionSocket:
+    """The state of one open suggestion socket."""
+
+    def __init__(self, websocket: WebSocket, document_id: str, user: str) -> None:
+        app = websocket.app
+        self.websocket = websocket
+        self.engine: Engine = app.state.engine
+        self.store: Store = app.state.store
+        self.model: LoadedModel = app.state.model
+        self.document_id = document_id
+        self.user = user
+        self.session = f"{user}:{document_id}"
+        self.live: dict[str, Generation] = {}
+        self.stored: OrderedDict[str, int] = OrderedDict()  # client id -> suggestion id
+
+    async def serve(self) -> None:
+        send, receive = anyio.create_memory_object_stream[Frame](OUTBOX_SIZE)
+        async with send, anyio.create_task_group() as group:
+            group.start_soon(self._write, receive)
+            try:
+                await send.send(
+                    server_frame(
+                        "hello",
+                        document=self.document_id,
+                        model=self.model.name,
+                        device=str(self.model.device),
+                        dtype=str(self.model.dtype).removeprefix("torch."),
+                    )
+                )
+                await self._read(group, send)
+            finally:
+                group.cancel_scope.cancel()
+
+    async def _write(self, outbox: MemoryObjectReceiveStream[Frame]) -> None:
+        async with outbox:
+            async for frame in outbox:
+                await self.websocket.send_json(frame)
+
+    async def _read(self, group: TaskGroup, send: MemoryObjectSendStream[Frame]) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                await send.send(ProtocolError("bad_json", "frames must be JSON text").frame())
+                continue
+            if len(text.encode()) > MAX_FRAME_BYTES:
+                await self.websocket.close(status.WS_1009_MESSAGE_TOO_BIG, "frame larger than 64 KiB")
+                return
+            try:
+                request = parse(text)
+                if isinstance(request, Suggest):
+                    self._start(request, group, send)
+                elif isinstance(request, Cancel):
+                    self._cancel(request)
+                else:
+                    await self._feedback(request)
+            except ProtocolError as error:
+                await send.send(error.frame())
+
+    def _start(self, message: Suggest, group: TaskGroup, send: MemoryObjectSendStream[Frame]) -> None:
+        request = to_request(message, self.session)
+        if request is None:
+            # nothing before the cursor to continue: an empty suggestion, at once
+            group.start_soon(
+                send.send,
+                server_frame(
+                    "done", id=message.id, reason="finished", suggestion=None, ttft_ms=None, alternatives=[]
+                ),
+            )
+            return
+        try:
+            generation = self.engine.submit(request)
+        except InvalidRequest as exc:
+            raise ProtocolError("bad_message", str(exc), message.id) from None
+        self.live[message.id] = generation
+        group.start_soon(self._stream, message, request, generation, send)
+
+    def _cancel(self, message: Cancel) -> None:
+        generation = self.live.get(message.id)
+        if generation is not None:
+            generation.cancel()
+        elif message.id not in self.stored:
+            raise ProtocolError("unknown_suggestion", "no suggestion with that id on this socket", message.id)
+
+    async def _feedback(self, message: Feedback) -> None:
+        suggestion_id = self.stored.get(message.id)
+        if suggestion_id is None:
+            raise ProtocolError("unknown_suggestion", "no suggestion with that id on this socket", message.id)
+        outcome = Outcome(message.outcome)
+        await self.store.run(
+            suggestions.record_feedback, suggestion_id, outcome, message.accepted_chars, message.alternative
+        )
+
+    async def _stream(
+        self,
+        message: Suggest,
+        request: GenerationRequest,
+        generation: Generation,
+        send: MemoryObjectSendStream[Frame],
+    ) -> None:
+        try:
+            async with generation:  # leaving early (socket closed) cancels it
+                suggestion_id = await self.store.run(
+                    suggestions.record_request,
+                    SuggestionCreate(
+                        document_id=self.document_id,
+                        user=self.user,
+                        context_chars=len(message.before),
+                        params=message.settings.model_dump(),
+                        model=self.model.name,
+                        device=str(self.model.device),
+                    ),
+                )
+                self._remember(message.id, suggestion_id)
+                async for delta in generation:
+                    await send.send(server_frame("delta", id=message.id, index=delta.index, text=delta.text))
+                completion = await generation.result()
+        finally:
+            self.live.pop(message.id, None)
+        await self._finish(message, completion, suggestion_id, send)
+
+    async def _finish(
+        self,
+        message: Suggest,
+        completion: Completion,
+        suggestion_id: int,
+        send: MemoryObjectSendStream[Frame],
+    ) -> None:
+        texts = [a.text for a in completion.alternatives]
+        ttft_ms = None if completion.ttft_s is None else round(completion.ttft_s * 1000, 1)
+        await self.store.run(
+            suggestions.record_result,
+            suggestion_id,
+            OUTCOMES[completion.status],
+            texts,
+            ttft_ms,
+            round(completion.total_s * 1000, 1),
+            sum(len(a.tokens) for a in completion.alternatives),
+        )
+        alternatives = [
+            {"index": a.index, "text": text, "reason": str(a.status or completion.status)}
+            for a, text in zip(completion.alternatives, texts)
+        ]
+        await send.send(
+            server_frame(
+                "done",
+                id=message.id,
+                reason=str(completion.status),
+                suggestion=suggestion_id,
+                ttft_ms=ttft_ms,
+                alternatives=alternatives,
+            )
+        )
+
+    def _remember(self, client_id: str, suggestion_id: int) -> None:
+        self.stored[client_id] = suggestion_id
+        while len(self.stored) > REMEMBERED_IDS:
+            self.stored.popitem(last=False)
+
+
+async def suggestion_socket(websocket: WebSocket) -> None:
+    document_id = websocket.path_params["doc_id"]
+    user = current_user(websocket)
+    store: Store = websocket.app.state.store
+    await websocket.accept()
+    try:
+        await store.run(documents.get_document, document_id, user)
+    except DocumentNotFound:
+        await websocket.close(WS_4404_DOCUMENT_NOT_FOUND, "document not found")
+        return
+    await SuggestionSocket(websocket, document_id, user).serve()
+
+
+routes = [WebSocketRoute("/ws/suggest/{doc_id}", suggestion_socket)]

@@ -1,0 +1,190 @@
+"""The suggestion socket on the real engine: streaming, supersede, cancel, feedback, bad frames."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient, WebSocketTestSession
+from starlette.websockets import WebSocketDisconnect
+
+from server.protocol import MAX_FRAME_BYTES
+from server.suggest import WS_4404_DOCUMENT_NOT_FOUND
+
+BEFORE = "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be"
+pytestmark = pytest.mark.timeout(120)
+
+
+def suggest(request_id: str, before: str = BEFORE, **settings: Any) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "type": "suggest",
+        "id": request_id,
+        "before": before,
+        "after": "",
+        "settings": {"max_tokens": 12, "temperature": 0, "n": 1, **settings},
+    }
+
+
+@pytest.fixture
+def document_id(client: TestClient) -> str:
+    document = client.post("/api/documents", json={"title": "Draft"}).json()
+    client.patch(f"/api/documents/{document['id']}", json={"text": BEFORE})
+    return str(document["id"])
+
+
+def until_done(ws: WebSocketTestSession, request_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Frames for `request_id` up to and including its `done`."""
+    frames = []
+    while True:
+        frame = ws.receive_json()
+        if frame.get("id") != request_id:
+            continue
+        if frame["type"] == "done":
+            return frames, frame
+        frames.append(frame)
+
+
+def history(client: TestClient, document_id: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = client.get(f"/api/documents/{document_id}/suggestions").json()["suggestions"]
+    return rows
+
+
+def test_suggestion_streams_and_is_recorded(client: TestClient, document_id: str) -> None:
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        hello = ws.receive_json()
+        assert hello["type"] == "hello" and hello["model"] and hello["device"]
+        ws.send_json(suggest("s1"))
+        deltas, done = until_done(ws, "s1")
+
+    assert len(deltas) >= 2 and all(d["type"] == "delta" and d["index"] == 0 for d in deltas)
+    text = "".join(d["text"] for d in deltas)
+    assert done["reason"] in ("length", "finished", "stop")
+    assert done["alternatives"][0]["text"] == text and done["ttft_ms"] > 0
+    [row] = history(client, document_id)
+    assert row["id"] == done["suggestion"] and row["outcome"] == "shown" and row["alternatives"] == [text]
+    assert row["context_chars"] == len(BEFORE) and row["params"]["max_tokens"] == 12
+
+
+def test_a_new_suggest_supersedes_the_old_one(client: TestClient, document_id: str) -> None:
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        ws.send_json(suggest("old", max_tokens=100))
+        first = ws.receive_json()
+        assert first["type"] == "delta" and first["id"] == "old"
+        ws.send_json(suggest("new", before=BEFORE + " in"))
+        _, old_done = until_done(ws, "old")
+        _, new_done = until_done(ws, "new")
+    assert old_done["reason"] == "superseded"
+    assert new_done["reason"] in ("length", "finished", "stop")
+    outcomes = {row["id"]: row["outcome"] for row in history(client, document_id)}
+    assert outcomes[old_done["suggestion"]] == "superseded"
+
+
+def test_cancel_ends_the_generation(client: TestClient, document_id: str) -> None:
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        ws.send_json(suggest("c1", max_tokens=100))
+        assert ws.receive_json()["type"] == "delta"
+        ws.send_json({"v": 1, "type": "cancel", "id": "c1"})
+        _, done = until_done(ws, "c1")
+    assert done["reason"] == "cancelled"
+    assert len(done["alternatives"][0]["text"]) < 400
+    assert history(client, document_id)[0]["outcome"] == "cancelled"
+
+
+def test_feedback_is_recorded(client: TestClient, document_id: str) -> None:
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        ws.send_json(suggest("f1"))
+        _, done = until_done(ws, "f1")
+        ws.send_json({"v": 1, "type": "feedback", "id": "f1", "outcome": "partial", "accepted_chars": 4})
+        ws.send_json(suggest("f2"))
+        until_done(ws, "f2")
+        ws.send_json({"v": 1, "type": "feedback", "id": "f2", "outcome": "accepted"})
+        ws.send_json({"v": 1, "type": "feedback", "id": "never-sent", "outcome": "accepted"})
+        error = ws.receive_json()
+    assert error["type"] == "error" and error["code"] == "unknown_suggestion" and error["id"] == "never-sent"
+    rows = {row["id"]: row for row in history(client, document_id)}
+    assert (rows[done["suggestion"]]["outcome"], rows[done["suggestion"]]["accepted_chars"]) == ("partial", 4)
+    assert sorted(row["outcome"] for row in rows.values()) == ["accepted", "partial"]
+
+
+def test_leading_space_is_not_doubled_and_a_word_is_continued(client: TestClient, document_id: str) -> None:
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        ws.send_json(suggest("space", before=BEFORE + " "))
+        _, after_space = until_done(ws, "space")
+        ws.send_json(suggest("word", before="It is a truth universally acknowl"))
+        _, mid_word = until_done(ws, "word")
+    assert not after_space["alternatives"][0]["text"].startswith(" ")
+    assert mid_word["alternatives"][0]["text"].startswith("edged")
+
+
+def test_a_line_that_goes_on_after_the_cursor_stops_the_suggestion_at_its_end(
+    client: TestClient, document_id: str
+) -> None:
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        message = suggest("mid", max_tokens=60)
+        message["after"] = " of a wife.\nMore."
+        ws.send_json(message)
+        _, done = until_done(ws, "mid")
+    assert "\n" not in done["alternatives"][0]["text"]
+
+
+def test_alternatives_stream_with_their_index(client: TestClient, document_id: str) -> None:
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        ws.send_json(suggest("alts", temperature=1.0, n=3))
+        deltas, done = until_done(ws, "alts")
+    assert {d["index"] for d in deltas} <= {0, 1, 2} and len(done["alternatives"]) == 3
+    for alternative in done["alternatives"]:
+        streamed = "".join(d["text"] for d in deltas if d["index"] == alternative["index"])
+        assert streamed == alternative["text"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "bad_json"),
+        ("[1, 2]", "bad_json"),
+        (json.dumps({"v": 2, "type": "suggest", "id": "x"}), "unsupported_version"),
+        (json.dumps({"v": 1, "type": "explode", "id": "x"}), "unknown_type"),
+        (json.dumps({"v": 1, "type": "suggest", "id": "x"}), "bad_message"),
+        (json.dumps({**suggest("x"), "settings": {"n": 9}}), "bad_message"),
+        (json.dumps({**suggest("x"), "before": 7}), "bad_message"),
+        (json.dumps({**suggest("x"), "surprise": True}), "bad_message"),
+        (json.dumps({"v": 1, "type": "feedback", "id": "x", "outcome": "loved"}), "bad_message"),
+        (json.dumps({"v": 1, "type": "cancel", "id": ""}), "bad_message"),
+    ],
+)
+def test_bad_frames_get_an_error_and_the_socket_lives_on(
+    client: TestClient, document_id: str, frame: str, code: str
+) -> None:
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        ws.send_text(frame)
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["code"] == code and error["message"]
+        ws.send_json(suggest("after-error", max_tokens=4))
+        _, done = until_done(ws, "after-error")
+    assert done["reason"] in ("length", "finished", "stop")
+    assert client.get(f"/api/documents/{document_id}").json()["text"] == BEFORE
+
+
+def test_an_oversized_frame_closes_with_1009(client: TestClient, document_id: str) -> None:
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        ws.send_text(json.dumps(suggest("big", before="x" * MAX_FRAME_BYTES)))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 1009
+
+
+def test_a_socket_to_a_missing_document_is_closed(client: TestClient) -> None:
+    with client.websocket_connect("/ws/suggest/nope") as ws:
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == WS_4404_DOCUMENT_NOT_FOUND

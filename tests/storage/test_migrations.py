@@ -1,0 +1,50 @@
+"""Alembic revisions: an empty database and one at the previous revision both reach head intact."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import inspect, text
+
+from storage.database import Store, current_revision, make_engine, upgrade
+
+HEAD = "0002"
+
+
+async def test_start_upgrades_an_empty_database(database_url: str) -> None:
+    async with Store(database_url) as store:
+        tables = set(inspect(store.engine).get_table_names())
+        assert {"documents", "revisions", "suggestions", "alembic_version"} <= tables
+        assert current_revision(store.engine) == HEAD
+
+
+async def test_a_database_at_the_previous_revision_keeps_its_documents(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine, "0001")
+    assert current_revision(engine) == "0001"
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO documents (id, title, owner, text, version, created_at, updated_at) "
+                "VALUES ('old1', 'Old draft', 'local', 'Kept words.', 3, :now, :now)"
+            ),
+            {"now": now},
+        )
+    engine.dispose()
+
+    async with Store(database_url) as store:
+        assert current_revision(store.engine) == HEAD
+        with store.engine.connect() as connection:
+            row = connection.execute(text("SELECT title, text, version FROM documents WHERE id = 'old1'")).one()
+            assert tuple(row) == ("Old draft", "Kept words.", 3)
+            assert connection.execute(text("SELECT count(*) FROM suggestions")).scalar() == 0
+
+
+async def test_sqlite_runs_in_wal_mode(tmp_path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    async with Store(f"sqlite:///{tmp_path / 'wal.db'}") as store:
+        with store.engine.connect() as connection:
+            assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
