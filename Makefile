@@ -4,7 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench lint clean
+UI := editor_ui
+UI_DEPS := $(UI)/node_modules/.package-lock.json
+BUNDLES := $(UI)/static/editor.js $(UI)/static/list.js
+
+.PHONY: install run test bench lint ui ui-check e2e-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,15 +25,40 @@ install: $(STAMP)
 run: install
 	$(PY) -m server
 
-test: install lint
+test: install lint ui-check e2e-deps
 	$(PY) -m pytest
+
+$(UI_DEPS): $(UI)/package.json $(UI)/package-lock.json
+	cd $(UI) && npm ci --no-audit --no-fund
+
+# rebuild the editor's bundles after changing editor_ui/src; commit them with the change
+ui: $(UI_DEPS)
+	cd $(UI) && npm run build
+
+# the committed bundles must be what the sources build to
+ui-check: ui
+	@git diff --quiet -- $(BUNDLES) || { \
+		echo "editor_ui/static bundles are stale: they differ from a fresh build of editor_ui/src."; \
+		echo "Run 'make ui' and commit editor_ui/static/*.js."; git diff --stat -- $(BUNDLES); exit 1; }
+
+# Debian's Chromium for the browser tests (Playwright cannot download browsers here)
+e2e-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Chromium for the end-to-end tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "Chromium is missing and this is not root: the end-to-end tests will be skipped" \
+			     "(sudo apt-get install chromium)"; \
+		fi; }
 
 bench: install
 	$(PY) -m bench.engine
+	$(PY) -m bench.writers
 
 lint: install
 	$(VENV)/bin/ruff check server streaming storage tests bench
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache $(UI)/node_modules test-artifacts

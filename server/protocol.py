@@ -31,6 +31,14 @@ class Suggest(Strict):
     settings: SuggestSettings = SuggestSettings()
 
 
+class Prime(Strict):
+    """Read the context ahead of time (when a document opens), so the first suggestion is quick."""
+
+    v: Literal[1]
+    type: Literal["prime"]
+    before: str = Field(max_length=50_000)
+
+
 class Cancel(Strict):
     v: Literal[1]
     type: Literal["cancel"]
@@ -46,9 +54,10 @@ class Feedback(Strict):
     alternative: int = Field(default=0, ge=0, le=3)
 
 
-ClientMessage = Suggest | Cancel | Feedback
-MESSAGE_TYPES: dict[str, type[Suggest] | type[Cancel] | type[Feedback]] = {
+ClientMessage = Suggest | Prime | Cancel | Feedback
+MESSAGE_TYPES: dict[str, type[Suggest] | type[Prime] | type[Cancel] | type[Feedback]] = {
     "suggest": Suggest,
+    "prime": Prime,
     "cancel": Cancel,
     "feedback": Feedback,
 }

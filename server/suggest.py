@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -19,7 +20,16 @@ from starlette import status
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from server.protocol import MAX_FRAME_BYTES, Cancel, Feedback, ProtocolError, Suggest, parse, server_frame
+from server.protocol import (
+    MAX_FRAME_BYTES,
+    Cancel,
+    Feedback,
+    Prime,
+    ProtocolError,
+    Suggest,
+    parse,
+    server_frame,
+)
 from server.users import current_user
 from storage import documents, suggestions
 from storage.database import Store
@@ -135,6 +145,8 @@ class SuggestionSocket:
                 request = parse(text)
                 if isinstance(request, Suggest):
                     self._start(request, group, send)
+                elif isinstance(request, Prime):
+                    self._prime(request, group)
                 elif isinstance(request, Cancel):
                     self._cancel(request)
                 else:
@@ -159,6 +171,16 @@ class SuggestionSocket:
             raise ProtocolError("bad_message", str(exc), message.id) from None
         self.live[message.id] = generation
         group.start_soon(self._stream, message, request, generation, send)
+
+    def _prime(self, message: Prime, group: TaskGroup) -> None:
+        """Prefill the session's KV with the context, generating one token that nobody sees."""
+        if self.live:
+            return  # a suggestion is in flight; it is reading the context already
+        request = to_request(Suggest(v=1, type="suggest", id="prime", before=message.before), self.session)
+        if request is None:
+            return
+        generation = self.engine.submit(replace(request, max_new_tokens=1, n=1, prefix=""))
+        group.start_soon(generation.result)
 
     def _cancel(self, message: Cancel) -> None:
         generation = self.live.get(message.id)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 
 from server.app import create_app
@@ -20,6 +17,7 @@ from server.settings import Settings
 from streaming.engine import Engine
 from streaming.loader import LoadedModel
 from streaming.params import Status
+from tests.conftest import serve, wait_until
 
 PROMPT = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
 pytestmark = pytest.mark.timeout(180)
@@ -123,38 +121,11 @@ def test_a_full_queue_answers_503(app_settings: Settings, loaded_model: LoadedMo
     assert response.json()["error"]["type"] == "server_busy"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(app_settings: Settings, loaded_model: LoadedModel) -> Iterator[tuple[str, Any]]:
-    """A real uvicorn serving the app on a free loopback port, in a thread."""
     app = create_app(app_settings, loaded_model)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert thread.is_alive(), "uvicorn exited during start-up"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Wait for state another thread changes (the server's loop), bounded by `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting: {what}"
-        time.sleep(0.01)
+    with serve(app) as url:
+        yield url, app
 
 
 def test_a_streaming_client_that_disconnects_cancels_its_generation(live_server: tuple[str, Any]) -> None:

@@ -65,7 +65,9 @@ async def test_suggestion_history_records_result_and_feedback(store: Store) -> N
             document_id=document.id, user="ann", context_chars=12, params={"n": 2}, model="m", device="cpu"
         ),
     )
-    await store.run(suggestions.record_result, suggestion_id, Outcome.SHOWN, ["a cat", "a dog"], 61.5, 300.0, 7)
+    await store.run(
+        suggestions.record_result, suggestion_id, Outcome.SHOWN, ["a cat", "a dog"], 61.5, 300.0, 7
+    )
     await store.run(suggestions.record_feedback, suggestion_id, Outcome.PARTIAL, 2, 1)
 
     [row] = await store.run(suggestions.list_suggestions, document.id, "ann")

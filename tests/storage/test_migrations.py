@@ -36,7 +36,9 @@ async def test_a_database_at_the_previous_revision_keeps_its_documents(database_
     async with Store(database_url) as store:
         assert current_revision(store.engine) == HEAD
         with store.engine.connect() as connection:
-            row = connection.execute(text("SELECT title, text, version FROM documents WHERE id = 'old1'")).one()
+            row = connection.execute(
+                text("SELECT title, text, version FROM documents WHERE id = 'old1'")
+            ).one()
             assert tuple(row) == ("Old draft", "Kept words.", 3)
             assert connection.execute(text("SELECT count(*) FROM suggestions")).scalar() == 0
 

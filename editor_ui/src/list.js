@@ -1,0 +1,213 @@
+// The document list page: list, create, rename and delete documents.
+
+import { ApiError, callApi, documentPath } from "./api.js";
+import { bindThemeToggle } from "./theme.js";
+import { timeAgo } from "./time.js";
+
+/**
+ * @typedef {{id: string, title: string, owner: string, created_at: string, updated_at: string,
+ *            chars: number, preview: string}} DocumentSummary
+ */
+
+const rows = /** @type {HTMLUListElement} */ (document.getElementById("documents"));
+const emptyState = /** @type {HTMLElement} */ (document.getElementById("empty"));
+const loading = /** @type {HTMLElement} */ (document.getElementById("loading"));
+const errorBox = /** @type {HTMLElement} */ (document.getElementById("list-error"));
+const createForm = /** @type {HTMLFormElement} */ (document.getElementById("create-form"));
+const newTitle = /** @type {HTMLInputElement} */ (document.getElementById("new-title"));
+const deleteDialog = /** @type {HTMLDialogElement} */ (document.getElementById("delete-dialog"));
+const deleteName = /** @type {HTMLElement} */ (document.getElementById("delete-name"));
+
+/** @type {DocumentSummary[]} */
+let documents = [];
+
+/** @param {unknown} exc */
+function showError(exc) {
+  errorBox.textContent = exc instanceof ApiError ? exc.message : String(exc);
+  errorBox.hidden = false;
+}
+
+function clearError() {
+  errorBox.hidden = true;
+  errorBox.textContent = "";
+}
+
+/** @param {string} title */
+function displayTitle(title) {
+  return title.trim() || "Untitled";
+}
+
+function render() {
+  documents.sort((a, b) => Date.parse(b.updated_at) - Date.parse(a.updated_at));
+  rows.replaceChildren(...documents.map(renderRow));
+  emptyState.hidden = documents.length > 0;
+}
+
+/** @param {DocumentSummary} doc */
+function renderRow(doc) {
+  const row = document.createElement("li");
+  row.className = "doc-row";
+  row.dataset.testid = "doc-row";
+  row.dataset.id = doc.id;
+
+  const body = document.createElement("div");
+  body.className = "doc-body";
+  const link = document.createElement("a");
+  link.className = "doc-title";
+  link.href = `/d/${encodeURIComponent(doc.id)}`;
+  link.textContent = displayTitle(doc.title);
+  const meta = document.createElement("div");
+  meta.className = "doc-meta";
+  const edited = document.createElement("time");
+  edited.dateTime = doc.updated_at;
+  edited.title = new Date(doc.updated_at).toLocaleString();
+  edited.textContent = `edited ${timeAgo(doc.updated_at)}`;
+  meta.append(edited, ` · ${doc.chars.toLocaleString()} ${doc.chars === 1 ? "character" : "characters"}`);
+  const preview = document.createElement("p");
+  preview.className = "doc-preview";
+  preview.textContent = doc.preview.replace(/\s+/g, " ").trim() || "Empty document";
+  body.append(link, meta, preview);
+
+  const actions = document.createElement("div");
+  actions.className = "doc-actions";
+  const open = document.createElement("a");
+  open.className = "button quiet";
+  open.href = link.href;
+  open.textContent = "Open";
+  open.dataset.testid = "open";
+  const rename = actionButton("Rename", "rename", () => startRename(row, doc));
+  const remove = actionButton("Delete", "delete", () => confirmDelete(doc));
+  remove.classList.add("danger");
+  actions.append(open, rename, remove);
+
+  row.append(body, actions);
+  return row;
+}
+
+/**
+ * @param {string} label
+ * @param {string} testid
+ * @param {() => void} onClick
+ */
+function actionButton(label, testid, onClick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "button quiet";
+  button.textContent = label;
+  button.dataset.testid = testid;
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+/**
+ * Swap the row's title for an input; Enter or blur saves, Escape gives up.
+ * @param {HTMLLIElement} row
+ * @param {DocumentSummary} doc
+ */
+function startRename(row, doc) {
+  const link = /** @type {HTMLAnchorElement} */ (row.querySelector(".doc-title"));
+  const input = document.createElement("input");
+  input.className = "doc-title-input";
+  input.value = doc.title;
+  input.maxLength = 200;
+  input.setAttribute("aria-label", "New title");
+  input.dataset.testid = "rename-input";
+  link.replaceWith(input);
+  input.focus();
+  input.select();
+
+  let settled = false;
+  /** @param {boolean} save */
+  const finish = async (save) => {
+    if (settled) return;
+    settled = true;
+    const title = input.value.trim();
+    if (!save || title === doc.title) {
+      input.replaceWith(link);
+      return;
+    }
+    input.disabled = true;
+    try {
+      const updated = await callApi("PATCH", documentPath(doc.id), { title });
+      clearError();
+      Object.assign(doc, updated && typeof updated === "object" ? pickSummary(updated) : { title });
+      render();
+    } catch (exc) {
+      showError(exc);
+      input.replaceWith(link);
+    }
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") finish(true);
+    if (event.key === "Escape") finish(false);
+  });
+  input.addEventListener("blur", () => finish(true));
+}
+
+/**
+ * Keep only the summary fields a PATCH answer shares with the list (it may also carry the text).
+ * @param {Record<string, unknown>} answer
+ */
+function pickSummary(answer) {
+  /** @type {Partial<DocumentSummary>} */
+  const summary = {};
+  for (const key of ["title", "updated_at", "chars", "preview"]) {
+    if (key in answer) Object.assign(summary, { [key]: answer[key] });
+  }
+  return summary;
+}
+
+/** @param {DocumentSummary} doc */
+function confirmDelete(doc) {
+  deleteName.textContent = displayTitle(doc.title);
+  deleteDialog.returnValue = "";
+  deleteDialog.showModal();
+  deleteDialog.addEventListener(
+    "close",
+    async () => {
+      if (deleteDialog.returnValue !== "delete") return;
+      try {
+        await callApi("DELETE", documentPath(doc.id));
+        clearError();
+        documents = documents.filter((other) => other.id !== doc.id);
+        render();
+      } catch (exc) {
+        showError(exc);
+      }
+    },
+    { once: true },
+  );
+}
+
+createForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = /** @type {HTMLButtonElement} */ (createForm.querySelector("button"));
+  button.disabled = true;
+  try {
+    const created = await callApi("POST", "/api/documents", { title: newTitle.value.trim() || "Untitled" });
+    location.assign(`/d/${encodeURIComponent(created.id)}`);
+  } catch (exc) {
+    showError(exc);
+    button.disabled = false;
+  }
+});
+
+async function load() {
+  try {
+    const answer = await callApi("GET", "/api/documents");
+    documents = answer.documents;
+    clearError();
+    render();
+  } catch (exc) {
+    showError(exc);
+  } finally {
+    loading.hidden = true;
+  }
+}
+
+bindThemeToggle(/** @type {HTMLButtonElement} */ (document.getElementById("theme-toggle")));
+load();
+// "edited 5 min ago" goes stale while the page stays open; skip while a rename is being typed.
+setInterval(() => {
+  if (!rows.querySelector(".doc-title-input")) render();
+}, 60_000);

@@ -1,0 +1,263 @@
+// The suggestion controller: decides when to ask, speaks the suggestion protocol (docs/protocol.md)
+// and reports each suggestion's fate. The ghost-text field owns what is on screen.
+
+import { Prec, Transaction } from "@codemirror/state";
+import { EditorView, keymap } from "@codemirror/view";
+import { suggestionContext } from "./context.js";
+import {
+  appendGhost,
+  currentGhost,
+  dismissGhost,
+  endedGhosts,
+  finishGhost,
+  fullyTaken,
+  startGhost,
+  visibleText,
+} from "./ghost.js";
+
+const PROTOCOL_VERSION = 1;
+
+/** @type {Record<string, string>} */
+const DONE_NOTICES = {
+  busy: "The model is busy — try again in a moment.",
+  error: "The suggestion failed on the server.",
+  time: "The suggestion ran out of time.",
+};
+
+export class Suggester {
+  /**
+   * @param {object} options
+   * @param {import("./socket.js").ReconnectingSocket} options.socket
+   * @param {import("./settings.js").SettingsStore} options.settings
+   * @param {import("./statusbar.js").StatusBar} options.status
+   * @param {() => void} options.onFeedback called after a suggestion's fate was reported
+   */
+  constructor({ socket, settings, status, onFeedback }) {
+    this.socket = socket;
+    this.settings = settings;
+    this.status = status;
+    this.onFeedback = onFeedback;
+    /** @type {EditorView | null} */
+    this.view = null;
+    /** The request the server is still generating for, if any. */
+    /** @type {string | null} */
+    this.inFlight = null;
+    /** The socket connection each live request went out on: feedback only makes sense there. */
+    /** @type {Map<string, number>} */
+    this.requestEpochs = new Map();
+    this.sequence = 0;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.pauseTimer = undefined;
+
+    settings.subscribe((value) => {
+      if (!value.autoSuggest) clearTimeout(this.pauseTimer);
+    });
+  }
+
+  /** The editor extension: watches edits and binds Ctrl+Space. */
+  extension() {
+    return [
+      EditorView.updateListener.of((update) => this.handleUpdate(update)),
+      Prec.highest(keymap.of([{ key: "Ctrl-Space", run: () => this.requestNow(true) }])),
+    ];
+  }
+
+  /** @param {EditorView} view */
+  attach(view) {
+    this.view = view;
+  }
+
+  /** @param {import("@codemirror/view").ViewUpdate} update */
+  handleUpdate(update) {
+    for (const ghost of endedGhosts(update)) this.reportFate(ghost);
+    const ghost = currentGhost(update.state);
+    if (ghost) {
+      clearTimeout(this.pauseTimer);
+    } else if (update.docChanged && update.transactions.some(isUserEdit)) {
+      this.schedule();
+    }
+    this.showAlternative(ghost);
+  }
+
+  schedule() {
+    clearTimeout(this.pauseTimer);
+    if (!this.settings.value.autoSuggest) return;
+    this.pauseTimer = setTimeout(() => this.requestNow(false), this.settings.value.pauseMs);
+  }
+
+  /**
+   * Ask for a suggestion at the cursor.
+   * @param {boolean} manual the writer asked (Ctrl+Space) rather than paused
+   * @returns {boolean} true: the key press is handled either way
+   */
+  requestNow(manual) {
+    clearTimeout(this.pauseTimer);
+    const view = this.view;
+    if (!view) return true;
+    const { state } = view;
+    const selection = state.selection;
+    if (selection.ranges.length > 1 || !selection.main.empty || state.doc.length === 0) {
+      if (manual) this.status.showNotice(state.doc.length ? "Suggestions need a cursor, not a selection." : "Write something first.");
+      return true;
+    }
+    if (!manual && (!this.settings.value.autoSuggest || !view.hasFocus)) return true;
+    if (!this.socket.connected) {
+      if (manual) this.status.showNotice("Offline — suggestions come back when the connection does.");
+      return true;
+    }
+
+    const head = selection.main.head;
+    const { before, after } = suggestionContext(state.doc.toString(), head);
+    const id = `s-${Date.now().toString(36)}-${++this.sequence}`;
+    const { maxTokens, temperature, n } = this.settings.value;
+    // Start the ghost first: it ends (and reports) the previous one before the new request goes.
+    view.dispatch({ effects: startGhost.of({ id, pos: head, n }) });
+    this.socket.send({
+      v: PROTOCOL_VERSION,
+      type: "suggest",
+      id,
+      before,
+      after,
+      settings: { max_tokens: maxTokens, temperature, n },
+    });
+    this.requestEpochs.set(id, this.socket.epoch);
+    this.inFlight = id;
+    this.status.showGenerating(true);
+    return true;
+  }
+
+  /**
+   * Cancel what is still generating and tell the server what the writer did with what it saw.
+   * @param {import("./ghost.js").Ghost} ghost
+   */
+  reportFate(ghost) {
+    const epoch = this.requestEpochs.get(ghost.id);
+    this.requestEpochs.delete(ghost.id);
+    const sameConnection = epoch === this.socket.epoch;
+    if (ghost.id === this.inFlight && sameConnection) {
+      this.socket.send({ v: PROTOCOL_VERSION, type: "cancel", id: ghost.id });
+    }
+    if (!ghost.shown || !sameConnection) return;
+    const outcome = fullyTaken(ghost) ? "accepted" : ghost.taken ? "partial" : "rejected";
+    this.socket.send({
+      v: PROTOCOL_VERSION,
+      type: "feedback",
+      id: ghost.id,
+      outcome,
+      accepted_chars: ghost.taken.length,
+      alternative: ghost.index,
+    });
+    this.onFeedback();
+  }
+
+  /** @param {any} frame a parsed server frame */
+  handleFrame(frame) {
+    if (!frame || frame.v !== PROTOCOL_VERSION) {
+      console.warn("Cowrite: ignoring a frame of another protocol version", frame);
+      return;
+    }
+    switch (frame.type) {
+      case "hello":
+        this.status.showModel(String(frame.model || "model"), String(frame.device || ""));
+        break;
+      case "delta":
+        this.dispatchIfCurrent(frame.id, appendGhost.of({ id: frame.id, index: frame.index, text: frame.text }));
+        break;
+      case "done":
+        this.handleDone(frame);
+        break;
+      case "error":
+        this.handleError(frame);
+        break;
+      default:
+        console.warn("Cowrite: ignoring a frame of unknown type", frame);
+    }
+  }
+
+  /** @param {any} frame */
+  handleDone(frame) {
+    if (frame.id === this.inFlight) {
+      this.inFlight = null;
+      this.status.showGenerating(false);
+    }
+    if (typeof frame.ttft_ms === "number") this.status.showTtft(frame.ttft_ms);
+    const notice = DONE_NOTICES[frame.reason];
+    if (notice) this.status.showNotice(notice);
+    /** @type {string[]} */
+    const finals = [];
+    for (const alternative of frame.alternatives || []) finals[alternative.index] = alternative.text;
+    this.dispatchIfCurrent(frame.id, finishGhost.of({ id: frame.id, alternatives: finals }));
+  }
+
+  /** @param {any} frame */
+  handleError(frame) {
+    if (frame.code === "unknown_suggestion") {
+      // Feedback or a cancel for a request the server has forgotten (it restarted): nothing to do.
+      console.debug("Cowrite:", frame.message);
+      return;
+    }
+    this.status.showNotice(`Suggestion error: ${frame.message || frame.code}`);
+    if (frame.id && frame.id === this.inFlight) {
+      // A rejected request gets no `done`; stop waiting for it.
+      this.inFlight = null;
+      this.status.showGenerating(false);
+      this.dispatchIfCurrent(frame.id, dismissGhost.of(null));
+    }
+  }
+
+  /** @param {import("./socket.js").SocketState} state */
+  handleSocketState(state) {
+    if (state === "connected") {
+      this.prime();
+      return;
+    }
+    if (!this.inFlight) return;
+    // The request died with its connection; keep what is on screen, stop waiting for more.
+    const id = this.inFlight;
+    this.inFlight = null;
+    this.status.showGenerating(false);
+    this.dispatchIfCurrent(id, finishGhost.of({ id }));
+  }
+
+  /** Let the server read the context now, so the first suggestion after opening is quick. */
+  prime() {
+    const view = this.view;
+    if (!view) return;
+    const { state } = view;
+    const { before } = suggestionContext(state.doc.toString(), state.selection.main.head);
+    if (before) this.socket.send({ v: PROTOCOL_VERSION, type: "prime", before });
+  }
+
+  /**
+   * @param {string} id
+   * @param {import("@codemirror/state").StateEffect<any>} effect
+   */
+  dispatchIfCurrent(id, effect) {
+    const view = this.view;
+    const ghost = view && currentGhost(view.state);
+    if (view && ghost && ghost.id === id) view.dispatch({ effects: effect });
+  }
+
+  /** @param {import("./ghost.js").Ghost | null} ghost */
+  showAlternative(ghost) {
+    if (ghost && visibleText(ghost)) this.status.showAlternative(ghost.index, ghost.n);
+    else this.status.showAlternative(0, 0);
+  }
+
+  /** What end-to-end tests wait on. */
+  snapshot() {
+    const ghost = this.view && currentGhost(this.view.state);
+    const text = visibleText(ghost);
+    return {
+      ghost: text ? text : null,
+      generating: this.inFlight !== null,
+      alternative: ghost && text ? ghost.index : 0,
+      alternatives: ghost && text ? ghost.n : 0,
+    };
+  }
+}
+
+/** @param {Transaction} tr */
+function isUserEdit(tr) {
+  return tr.docChanged && tr.annotation(Transaction.userEvent) !== undefined;
+}

@@ -1,0 +1,134 @@
+"""A writer in a real browser: create a document, type, take suggestions, reload, read the history."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS
+
+OPENING = (
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
+)
+pytestmark = pytest.mark.timeout(240)
+
+
+def state(page: Any) -> dict[str, Any]:
+    value: dict[str, Any] = page.evaluate("window.cowrite.state()")
+    return value
+
+
+def editor_text(page: Any) -> str:
+    text: str = page.evaluate("window.cowrite.view.state.doc.toString()")
+    return text
+
+
+def new_document(page: Any, title: str) -> str:
+    page.goto("/")
+    page.get_by_test_id("new-title").fill(title)
+    page.get_by_test_id("create").click()
+    page.wait_for_url(re.compile(r"/d/[0-9a-f]+$"))
+    page.wait_for_function("window.cowrite && window.cowrite.state().connected")
+    url: str = page.url
+    return url
+
+
+def type_and_wait_for_ghost(page: Any, text: str) -> str:
+    """Type `text` at the end, pause, and wait for a whole suggestion; returns the ghost text."""
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type(text, delay=15)
+    page.wait_for_function("(window.cowrite.state().ghost || '').length > 0")
+    page.wait_for_function("!window.cowrite.state().generating")
+    ghost: str = state(page)["ghost"]
+    assert ghost, "a suggestion was shown"
+    return ghost
+
+
+def test_ghost_text_grows_and_tab_accepts_it_with_correct_spacing(page: Any) -> None:
+    url = new_document(page, "Tab accepts")
+    page.locator(".cm-content").click()
+    page.keyboard.type(OPENING, delay=15)
+
+    page.wait_for_function("(window.cowrite.state().ghost || '').length > 0")
+    first_seen = len(state(page)["ghost"])
+    page.wait_for_function(f"(window.cowrite.state().ghost || '').length > {first_seen}")
+    page.wait_for_function("!window.cowrite.state().generating")
+    ghost = state(page)["ghost"]
+    assert page.get_by_test_id("ghost").inner_text() == ghost
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "editor-ghost-text.png"))
+
+    page.keyboard.press("Tab")
+    assert state(page)["ghost"] is None
+    text = editor_text(page)
+    assert text == OPENING + ghost
+    assert "  " not in text and not ghost.startswith(" ")
+
+    page.wait_for_function("window.cowrite.state().saved")
+    page.goto(url)
+    page.wait_for_function("window.cowrite && window.cowrite.state().connected")
+    assert editor_text(page) == OPENING + ghost
+    page.get_by_test_id("history-button").click()
+    # after the accept, a new pause may already have asked for the next suggestion
+    accepted = page.locator("[data-testid=history-item][data-outcome=accepted]")
+    accepted.first.wait_for()
+    assert accepted.count() == 1 and ghost[:20] in accepted.first.inner_text()
+
+
+def test_escape_dismisses_and_records_a_rejection(page: Any) -> None:
+    new_document(page, "Escape")
+    type_and_wait_for_ghost(page, OPENING)
+    page.keyboard.press("Escape")
+    assert state(page)["ghost"] is None
+    assert editor_text(page) == OPENING
+    page.get_by_test_id("history-button").click()
+    page.locator("[data-testid=history-item][data-outcome=rejected]").first.wait_for()
+
+
+def test_typing_the_ghost_text_consumes_it_without_a_new_request(page: Any) -> None:
+    new_document(page, "Type-through")
+    ghost = type_and_wait_for_ghost(page, OPENING)
+    assert len(ghost) >= 4
+    requests_before = page.evaluate("window.cowrite.state()")
+    page.keyboard.type(ghost[:3], delay=30)
+    assert state(page)["ghost"] == ghost[3:]
+    assert state(page)["generating"] is False and requests_before["ghost"] == ghost
+    assert editor_text(page) == OPENING + ghost[:3]
+
+    # a character that differs throws the rest away
+    page.keyboard.type("#")
+    assert state(page)["ghost"] is None
+    assert editor_text(page) == OPENING + ghost[:3] + "#"
+
+
+def test_control_right_accepts_the_next_word(page: Any) -> None:
+    new_document(page, "Word accept")
+    ghost = type_and_wait_for_ghost(page, OPENING)
+    first_word = re.match(r"\s*\S+", ghost)
+    assert first_word is not None
+    page.keyboard.press("Control+ArrowRight")
+    taken = editor_text(page)[len(OPENING) :]
+    assert (
+        ghost.startswith(taken)
+        and taken.strip() == first_word.group(0).strip()
+        or taken.startswith(first_word.group(0))
+    )
+    assert state(page)["ghost"] == ghost[len(taken) :]
+
+
+def test_the_list_page_creates_renames_and_deletes(page: Any) -> None:
+    new_document(page, "First draft")
+    page.goto("/")
+    row = page.get_by_test_id("doc-row").first
+    assert "First draft" in row.inner_text()
+    row.get_by_test_id("rename").click()
+    rename = page.get_by_test_id("rename-input")
+    rename.fill("Second draft")
+    rename.press("Enter")
+    page.get_by_text("Second draft").wait_for()
+    page.get_by_test_id("doc-row").first.get_by_test_id("delete").click()
+    page.get_by_test_id("confirm-delete").click()
+    page.get_by_test_id("empty").wait_for()
