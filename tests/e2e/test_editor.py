@@ -132,3 +132,18 @@ def test_the_list_page_creates_renames_and_deletes(page: Any) -> None:
     page.get_by_test_id("doc-row").first.get_by_test_id("delete").click()
     page.get_by_test_id("confirm-delete").click()
     page.get_by_test_id("empty").wait_for()
+
+
+def test_alt_brackets_cycle_through_alternatives(page: Any) -> None:
+    page.add_init_script(
+        "localStorage.setItem('cowrite.settings', JSON.stringify({maxTokens: 12, temperature: 1.0, n: 3}))"
+    )
+    new_document(page, "Alternatives")
+    type_and_wait_for_ghost(page, OPENING)
+    counter = page.get_by_test_id("alt-counter")
+    assert counter.inner_text().strip() == "1/3"
+    page.keyboard.press("Alt+BracketRight")
+    assert counter.inner_text().strip() == "2/3" and state(page)["alternative"] == 1
+    page.keyboard.press("Alt+BracketLeft")
+    page.keyboard.press("Alt+BracketLeft")
+    assert counter.inner_text().strip() == "3/3" and state(page)["alternative"] == 2
