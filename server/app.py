@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from server import documents, pages, suggest
+from server import collab, documents, pages, suggest
+from server.collab import Rooms
 from server.completions import completions, models
 from server.settings import Settings
 from storage.database import Store
@@ -43,11 +44,13 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
             )
         engine = Engine(ModelRunner(model.model), model.tokenizer, engine_limits(settings))
         store = Store(settings.database)
+        rooms = Rooms(store)
         app.state.engine = engine
         app.state.store = store
+        app.state.rooms = rooms
         app.state.model_name = model.name
         app.state.model = model
-        async with store, engine:
+        async with store, engine, rooms:
             yield
 
     routes: list[BaseRoute] = [
@@ -56,6 +59,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         Route("/v1/models", models),
         *documents.routes,
         *suggest.routes,
+        *collab.routes,
         *pages.routes,
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.collab import Rooms
 from server.errors import invalid, not_found
 from server.users import current_user
 from storage import documents, suggestions
@@ -27,6 +28,11 @@ MAX_BODY = 8 * 1024 * 1024
 def _store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
+
+
+def _rooms(request: Request) -> Rooms:
+    rooms: Rooms = request.app.state.rooms
+    return rooms
 
 
 def _json(model: BaseModel | list[Any], status: int = 200) -> JSONResponse:
@@ -67,14 +73,18 @@ async def read_document(request: Request) -> Response:
 
 
 async def update_document(request: Request) -> Response:
+    """Title changes go to the database; text changes go through the live document."""
     try:
         changes = DocumentUpdate.model_validate(await _body(request))
     except (ValidationError, ValueError) as exc:
         return invalid(exc)
+    document_id, user = request.path_params["doc_id"], current_user(request)
     try:
-        document = await _store(request).run(
-            documents.update_document, request.path_params["doc_id"], current_user(request), changes
-        )
+        if changes.text is not None:
+            await _store(request).run(documents.get_document, document_id, user)
+            await _rooms(request).set_text(document_id, user, changes.text)
+        title_only = DocumentUpdate(title=changes.title) if changes.title is not None else DocumentUpdate()
+        document = await _store(request).run(documents.update_document, document_id, user, title_only)
     except DocumentNotFound:
         return not_found()
     return _json(document)
@@ -87,6 +97,7 @@ async def delete_document(request: Request) -> Response:
         )
     except DocumentNotFound:
         return not_found()
+    await _rooms(request).forget(request.path_params["doc_id"])
     return Response(status_code=204)
 
 
@@ -119,13 +130,13 @@ async def list_revisions(request: Request) -> Response:
 
 
 async def restore_revision(request: Request) -> Response:
+    document_id, user = request.path_params["doc_id"], current_user(request)
     try:
-        document = await _store(request).run(
-            documents.restore_revision,
-            request.path_params["doc_id"],
-            current_user(request),
-            request.path_params["revision_id"],
+        text = await _store(request).run(
+            documents.revision_text, document_id, user, request.path_params["revision_id"]
         )
+        await _rooms(request).set_text(document_id, user, text)
+        document = await _store(request).run(documents.get_document, document_id, user)
     except DocumentNotFound:
         return not_found("document or revision")
     return _json(document)

@@ -71,14 +71,14 @@ def update_document(session: Session, document_id: str, owner: str, changes: Doc
     if "text" in values and values["text"] != document.text:
         document.text = values["text"]
         document.version += 1
-        _keep_revision(session, document, "autosave")
+        keep_revision(session, document, "autosave")
     document.updated_at = utcnow()
     session.add(document)
     session.flush()
     return DocumentRead.model_validate(document, from_attributes=True)
 
 
-def _keep_revision(session: Session, document: Document, reason: str) -> None:
+def keep_revision(session: Session, document: Document, reason: str) -> None:
     latest = session.exec(
         select(Revision).where(Revision.document_id == document.id).order_by(col(Revision.id).desc()).limit(1)
     ).first()
@@ -116,8 +116,8 @@ def list_revisions(session: Session, document_id: str, owner: str) -> list[Revis
     ]
 
 
-def restore_revision(session: Session, document_id: str, owner: str, revision_id: int) -> DocumentRead:
-    """Make an earlier revision current; the text it replaces is kept as a revision first."""
+def revision_text(session: Session, document_id: str, owner: str, revision_id: int) -> str:
+    """An earlier revision's text, ready to be made current; the text it replaces is kept first."""
     document = load_document(session, document_id, owner)
     revision = session.get(Revision, revision_id)
     if revision is None or revision.document_id != document_id:
@@ -125,10 +125,4 @@ def restore_revision(session: Session, document_id: str, owner: str, revision_id
     session.add(
         Revision(document_id=document.id, title=document.title, text=document.text, reason="before-restore")
     )
-    document.text, document.title = revision.text, revision.title
-    document.version += 1
-    document.updated_at = utcnow()
-    session.add(document)
-    session.add(Revision(document_id=document.id, title=document.title, text=document.text, reason="restore"))
-    session.flush()
-    return DocumentRead.model_validate(document, from_attributes=True)
+    return revision.text

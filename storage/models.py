@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, PlainSerializer
-from sqlalchemy import JSON, Column, ForeignKey, String, Text
+from sqlalchemy import JSON, Column, ForeignKey, LargeBinary, String, Text
 from sqlmodel import Field, SQLModel
 
 TITLE_MAX = 200
@@ -170,3 +170,19 @@ class SuggestionRead(SuggestionBase):
     ttft_ms: float | None
     total_ms: float | None
     tokens: int
+
+
+class CrdtUpdate(SQLModel, table=True):
+    """One entry of a document's CRDT update log; a snapshot stands for every entry before it."""
+
+    __tablename__ = "crdt_updates"
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: str = Field(
+        sa_column=Column(
+            String(32), ForeignKey("documents.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    snapshot: bool = False
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,13 +1,16 @@
-// The editor page (/d/{id}): loads the document, then wires the writing surface, ghost text,
-// the suggestion socket, autosave and the toolbar panels together.
+// The editor page (/d/{id}): joins the shared document, then wires the writing surface, ghost
+// text, the suggestion socket, presence, AI authorship and the toolbar panels together.
 
 import { EditorSelection, EditorState, Prec } from "@codemirror/state";
 import { EditorView, keymap } from "@codemirror/view";
 import { ApiError, callApi, documentPath } from "./api.js";
-import { Autosaver } from "./autosave.js";
+import { Authorship, bindHighlightToggle, storedHighlight } from "./authorship.js";
+import { SharedDocument } from "./collab.js";
 import { ghostText } from "./ghost.js";
-import { HistoryPanel } from "./history.js";
+import { AuthorshipList, HistoryPanel } from "./history.js";
+import { Identity, bindNameField } from "./identity.js";
 import { Panels } from "./panels.js";
+import { Presence } from "./presence.js";
 import { SettingsStore, bindSettings } from "./settings.js";
 import { ReconnectingSocket } from "./socket.js";
 import { StatusBar } from "./statusbar.js";
@@ -19,6 +22,10 @@ import { writingSurface } from "./writing.js";
 // The server records feedback from the socket on its own schedule; give it a moment before
 // reading the history back over HTTP.
 const HISTORY_REFRESH_DELAY_MS = 300;
+// The AI-authored list follows every keystroke of every writer; redraw it at this pace at most.
+const AUTHORSHIP_REFRESH_DELAY_MS = 250;
+// Joining a document normally takes a moment; say so when it takes longer.
+const SLOW_SYNC_MS = 5_000;
 
 /**
  * @template {HTMLElement} T
@@ -77,7 +84,9 @@ async function main() {
   const id = documentId();
   const status = new StatusBar();
 
-  /** @type {{id: string, title: string, text: string}} */
+  // The API gives the title and tells a missing document apart; the text comes from the shared
+  // document alone, never from here.
+  /** @type {{id: string, title: string}} */
   let doc;
   try {
     doc = await callApi("GET", documentPath(id));
@@ -85,13 +94,39 @@ async function main() {
     showLoadFailure(exc);
     return;
   }
-  byId("loading").hidden = true;
-  document.body.dataset.state = "ready";
-  bindTitle(byId("doc-title"), id, doc.title, (message) => status.showNotice(message));
 
+  const identity = new Identity();
+  let goneNoticeShown = false;
+  const shared = new SharedDocument(id, () => {
+    status.showConnection(shared.connectionState);
+    status.showSave(shared.saveState);
+    if (shared.gone && !goneNoticeShown) {
+      goneNoticeShown = true;
+      status.showNotice("This document was deleted; edits from now on are not saved.");
+    }
+  });
+  const presence = new Presence(shared.awareness, identity, byId("presence"));
+  shared.provider.on("status", ({ status: socketStatus }) => {
+    if (socketStatus === "connected") presence.announce();
+  });
+  const authorship = new Authorship(shared.ydoc, shared.text, () => identity.name);
   const panels = new Panels();
   const historyPanel = new HistoryPanel(byId("history-list"), id);
-  panels.register(byId("history-button"), byId("history-panel"), () => historyPanel.refresh());
+  const authorshipList = new AuthorshipList(byId("ai-list"), authorship);
+  const historyBox = byId("history-panel");
+  panels.register(byId("history-button"), historyBox, () => {
+    historyPanel.refresh();
+    authorshipList.render();
+  });
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let authorshipTimer;
+  authorship.subscribe(() => {
+    if (!panels.isOpen(historyBox) || authorshipTimer !== undefined) return;
+    authorshipTimer = setTimeout(() => {
+      authorshipTimer = undefined;
+      if (panels.isOpen(historyBox)) authorshipList.render();
+    }, AUTHORSHIP_REFRESH_DELAY_MS);
+  });
   panels.register(byId("settings-button"), byId("settings-panel"));
   const help = byId("help-panel");
   panels.register(byId("help-button"), help);
@@ -99,20 +134,29 @@ async function main() {
 
   const settings = new SettingsStore();
   bindSettings(byId("settings-panel"), byId("auto-suggest"), settings);
+  bindNameField(byId("set-name"), identity);
+  bindHighlightToggle(byId("ai-toggle"), authorship);
+  bindTitle(byId("doc-title"), id, doc.title, (message) => status.showNotice(message));
 
-  const autosaver = new Autosaver({
-    readText: () => view.state.doc.toString(),
-    save: (text, keepalive) => callApi("PATCH", documentPath(id), { text }, { keepalive }),
-    onState: (state) => status.showSave(state),
-  });
-  status.showSave("saved");
+  shared.connect();
+  const slow = setTimeout(() => {
+    byId("loading").textContent = "Still connecting to the document…";
+  }, SLOW_SYNC_MS);
+  const found = await shared.whenSynced();
+  clearTimeout(slow);
+  if (!found) {
+    showLoadFailure(new ApiError(404, "not_found", "Document not found."));
+    return;
+  }
+  byId("loading").hidden = true;
+  document.body.dataset.state = "ready";
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let historyTimer;
   const socket = new ReconnectingSocket(suggestionSocketUrl(id), {
     onMessage: (frame) => suggester.handleFrame(frame),
     onState: (state) => {
-      status.showConnection(state);
+      status.showSuggestionConnection(state);
       suggester.handleSocketState(state);
     },
   });
@@ -121,27 +165,28 @@ async function main() {
     settings,
     status,
     onFeedback: () => {
-      if (!panels.isOpen(byId("history-panel"))) return;
+      if (!panels.isOpen(historyBox)) return;
       clearTimeout(historyTimer);
       historyTimer = setTimeout(() => historyPanel.refresh(), HISTORY_REFRESH_DELAY_MS);
     },
   });
 
   const state = EditorState.create({
-    doc: doc.text,
+    doc: shared.text.toString(),
     extensions: [
       writingSurface(),
+      shared.editorBinding([authorship.spans], () => authorship.reanchor()),
       ghostText(),
       suggester.extension(),
+      presence.extension(),
+      // After the binding, whose plugin writes each local edit to the Y.Text that these read.
+      authorship.extension(storedHighlight()),
       Prec.highest(keymap.of([{ key: "Mod-/", run: () => (panels.toggle(help), true) }])),
-      EditorView.updateListener.of((update) => {
-        if (update.docChanged) autosaver.noteEdit();
-      }),
     ],
   });
   const view = new EditorView({ state, parent: byId("editor") });
-  // Writers come back to continue, so the cursor starts at the end (after CodeMirror has
-  // normalised line breaks, which can change the length).
+  authorship.attach(view);
+  // Writers come back to continue, so the cursor starts at the end.
   view.dispatch({ selection: EditorSelection.cursor(view.state.doc.length), scrollIntoView: true });
   suggester.attach(view);
   socket.start();
@@ -149,7 +194,25 @@ async function main() {
 
   /** @type {any} */ (window).cowrite = {
     view,
-    state: () => ({ ...suggester.snapshot(), saved: autosaver.saved, connected: socket.connected }),
+    state: () => ({
+      ...suggester.snapshot(),
+      saved: shared.saved,
+      connected: socket.connected,
+      synced: shared.synced,
+      online: shared.online,
+      peers: presence.peers(),
+      name: identity.name,
+    }),
+    aiSpans: () => authorship.list().map(({ text, user, suggestion, at }) => ({ text, user, suggestion, at })),
+    ytext: () => shared.text.toString(),
+    goOffline: () => {
+      shared.disconnect();
+      socket.stop();
+    },
+    goOnline: () => {
+      shared.connect();
+      socket.start();
+    },
   };
 }
 

@@ -1,19 +1,23 @@
 // Ghost text: the suggestion drawn after the cursor, and the keys that take or dismiss it.
 // Everything that decides a suggestion's fate happens in the state field, so each fate is exactly
 // one transition; the suggestion controller reads the endings and reports them to the server.
+// Ghost text is private to this writer: it reaches the shared document only when taken.
 
-import { EditorSelection, Prec, StateEffect, StateField } from "@codemirror/state";
+import { EditorSelection, Facet, Prec, StateEffect, StateField, Transaction } from "@codemirror/state";
 import { Decoration, EditorView, WidgetType, keymap } from "@codemirror/view";
 
 /**
  * One suggestion while it is on screen.
  * @typedef {object} Ghost
  * @property {string} id          the request id, echoed by the server
- * @property {number} pos         where the ghost text is drawn (always the cursor)
+ * @property {number} pos         where the ghost text is drawn (always the cursor); it moves with
+ *                               edits elsewhere, including other writers'
+ * @property {number | null} suggestion  the server's history record, from `done`
  * @property {number} n           how many alternatives were asked for
  * @property {string[]} alternatives  text received so far, per alternative
  * @property {number} index      the alternative on screen
  * @property {string} taken      the start of that alternative already in the document
+ * @property {number} recorded   how much of `taken` has been handed to the take handler
  * @property {boolean} generating  more text may still arrive
  * @property {boolean} shown     some text of it has been on screen
  */
@@ -27,7 +31,7 @@ const NONE_ENDED = [];
 export const startGhost = StateEffect.define();
 /** Streamed text for one alternative: {id, index, text}. */
 export const appendGhost = StateEffect.define();
-/** The server finished the suggestion: {id, alternatives?: string[]}. */
+/** The server finished the suggestion: {id, alternatives?: string[], suggestion?: number}. */
 export const finishGhost = StateEffect.define();
 /** Dismiss the suggestion on screen, if any. */
 export const dismissGhost = StateEffect.define();
@@ -35,6 +39,23 @@ export const dismissGhost = StateEffect.define();
 const cycleGhost = StateEffect.define();
 /** Text of the ghost the same transaction inserts: {text, all}. */
 const takeGhost = StateEffect.define();
+
+/**
+ * Taken ghost text, as it enters the document.
+ * @typedef {object} Taking
+ * @property {number} from  where the AI-written run starts, counting text typed through since the
+ *                          last take (it ends at the end of the insert)
+ * @property {number} to
+ * @property {number | null} suggestion
+ */
+
+/**
+ * How a take reaches the document. Without one, the transaction is simply dispatched; the shared
+ * document provides one that dispatches it and records the text as AI-authored in one step.
+ * @typedef {(view: EditorView, spec: import("@codemirror/state").TransactionSpec, taking: Taking) => void} TakeHandler
+ * @type {Facet<TakeHandler, TakeHandler | null>}
+ */
+export const takeHandler = Facet.define({ combine: (handlers) => handlers[handlers.length - 1] || null });
 
 /**
  * The part of the ghost not yet in the document.
@@ -76,6 +97,15 @@ function offersMore(ghost, index) {
 }
 
 /**
+ * Where the taken text not yet handed to the take handler starts: what was typed through since
+ * the last take (the taken text is one run that ends at the ghost).
+ * @param {Ghost} ghost
+ */
+export function unrecordedFrom(ghost) {
+  return ghost.pos - (ghost.taken.length - ghost.recorded);
+}
+
+/**
  * Typing that matches the ghost's start is taken from it instead of ending it.
  * @param {Ghost} ghost
  * @param {import("@codemirror/state").Transaction} tr
@@ -111,18 +141,20 @@ function updateSlot(slot, tr) {
 
   const take = tr.effects.find((effect) => effect.is(takeGhost));
   if (ghost && take) {
-    ghost = withChange(ghost, {
-      taken: ghost.taken + take.value.text,
-      pos: ghost.pos + take.value.text.length,
-    });
+    const taken = ghost.taken + take.value.text;
+    ghost = withChange(ghost, { taken, recorded: taken.length, pos: ghost.pos + take.value.text.length });
     if (take.value.all || (fullyTaken(ghost) && !ghost.generating)) end();
   } else if (ghost && tr.docChanged) {
-    const typed = typeThrough(ghost, tr);
+    // Only this writer's keys type through; another writer's text at the same spot ends it.
+    const typed = tr.annotation(Transaction.remote) ? null : typeThrough(ghost, tr);
     if (typed) {
       ghost = typed;
       if (fullyTaken(ghost) && !ghost.generating) end();
-    } else {
+    } else if (tr.changes.touchesRange(ghost.pos)) {
       end();
+    } else {
+      // An edit elsewhere (another writer's, usually): the ghost moves with its text.
+      ghost = { ...ghost, pos: tr.changes.mapPos(ghost.pos) };
     }
   }
 
@@ -136,13 +168,15 @@ function updateSlot(slot, tr) {
         alternatives: Array.from({ length: effect.value.n }, () => ""),
         index: 0,
         taken: "",
+        recorded: 0,
+        suggestion: null,
         generating: true,
         shown: false,
       };
     } else if (ghost && effect.is(appendGhost) && effect.value.id === ghost.id) {
       ghost = appendText(ghost, effect.value.index, effect.value.text);
     } else if (ghost && effect.is(finishGhost) && effect.value.id === ghost.id) {
-      ghost = settle(ghost, effect.value.alternatives);
+      ghost = settle(ghost, effect.value.alternatives, effect.value.suggestion);
       // Nothing left to offer: the writer took it all, or the model had nothing to say.
       if (fullyTaken(ghost) || !visibleText(ghost)) end();
     } else if (ghost && effect.is(cycleGhost)) {
@@ -181,14 +215,19 @@ function appendText(ghost, index, text) {
 /**
  * @param {Ghost} ghost
  * @param {string[] | undefined} finals the complete texts from the `done` frame
+ * @param {number | undefined} suggestion the history record from the `done` frame
  */
-function settle(ghost, finals) {
+function settle(ghost, finals, suggestion) {
   const alternatives = ghost.alternatives.map((text, index) => {
     const final = finals && finals[index];
     // Deltas and the final text agree; the final text only fills in what may have been missed.
     return typeof final === "string" && final.startsWith(text) ? final : text;
   });
-  return withChange(ghost, { alternatives, generating: false });
+  return withChange(ghost, {
+    alternatives,
+    generating: false,
+    suggestion: typeof suggestion === "number" ? suggestion : ghost.suggestion,
+  });
 }
 
 /**
@@ -281,13 +320,22 @@ export function endedGhosts(update) {
 function take(view, text, all) {
   const ghost = currentGhost(view.state);
   if (!ghost || !text) return false;
-  view.dispatch({
+  /** @type {import("@codemirror/state").TransactionSpec} */
+  const spec = {
     changes: { from: ghost.pos, insert: text },
     selection: EditorSelection.cursor(ghost.pos + text.length),
     effects: takeGhost.of({ text, all }),
     userEvent: "input.complete",
     scrollIntoView: true,
-  });
+  };
+  const taking = {
+    from: unrecordedFrom(ghost),
+    to: ghost.pos + text.length,
+    suggestion: ghost.suggestion,
+  };
+  const handler = view.state.facet(takeHandler);
+  if (handler) handler(view, spec, taking);
+  else view.dispatch(spec);
   return true;
 }
 

@@ -1,4 +1,5 @@
-// The history panel: this document's past suggestions, newest first, with what became of each.
+// The history panel: this document's past suggestions, newest first, with what became of each,
+// and the text in it that writers took from the model.
 
 import { ApiError, callApi, documentPath } from "./api.js";
 import { timeAgo } from "./time.js";
@@ -116,4 +117,55 @@ export class HistoryPanel {
     item.append(text, meta);
     return item;
   }
+}
+
+/**
+ * The panel's second section: each AI-authored span as it reads now, newest first.
+ */
+export class AuthorshipList {
+  /**
+   * @param {HTMLElement} list the element the items go into
+   * @param {import("./authorship.js").Authorship} authorship
+   */
+  constructor(list, authorship) {
+    this.list = list;
+    this.authorship = authorship;
+  }
+
+  render() {
+    const spans = this.authorship.list().map((span, order) => ({ span, order }));
+    if (!spans.length) {
+      const empty = document.createElement("p");
+      empty.className = "muted";
+      empty.textContent = "Nothing yet. Text taken from a suggestion (Tab, Ctrl+→) is listed here.";
+      this.list.replaceChildren(empty);
+      return;
+    }
+    // Newest first; spans of one moment (or with unreadable times) keep the order they were added.
+    spans.sort((a, b) => (Date.parse(b.span.at) || 0) - (Date.parse(a.span.at) || 0) || b.order - a.order);
+    this.list.replaceChildren(...spans.map(({ span }) => renderSpan(span)));
+  }
+}
+
+/** @param {import("./authorship.js").Span} span */
+function renderSpan(span) {
+  const item = document.createElement("li");
+  item.className = "history-item";
+  item.dataset.testid = "ai-item";
+  item.dataset.deleted = String(!span.text);
+
+  const text = document.createElement("p");
+  text.className = "history-text";
+  text.textContent = preview(span.text) || "(deleted)";
+  if (!span.text.trim()) text.classList.add("muted");
+  text.title = span.text;
+
+  const meta = document.createElement("div");
+  meta.className = "history-meta muted";
+  const details = [span.user ? `accepted by ${span.user}` : "accepted", timeAgo(span.at)];
+  if (span.suggestion !== null) details.push(`suggestion #${span.suggestion}`);
+  meta.textContent = details.filter(Boolean).join(" · ");
+
+  item.append(text, meta);
+  return item;
 }

@@ -31,7 +31,20 @@ export class ReconnectingSocket {
 
   start() {
     this.stopped = false;
+    if (this.state === "connected" || this.state === "connecting") return;
+    clearTimeout(this.retryTimer);
     this.open();
+  }
+
+  /** Close and stay closed until `start()`. */
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    const socket = this.socket;
+    // Forget it first: its close event then finds it replaced and schedules no retry.
+    this.socket = null;
+    if (socket) socket.close();
+    if (this.state !== "gone") this.setState("offline");
   }
 
   get connected() {

@@ -1,21 +1,28 @@
-// The thin bar under the writing column: model, latency, alternatives, saving and connection.
+// The thin bar under the writing column: the document's connection and saving, and the model,
+// latency and alternatives of the suggestions.
 
 const NOTICE_MS = 5_000;
 
-/** @type {Record<string, string>} */
+/** @type {Record<import("./collab.js").SaveState, string>} */
 const SAVE_LABELS = {
   saved: "Saved",
   saving: "Saving…",
-  unsaved: "Edited",
-  failed: "Save failed — retrying",
+  offline: "Offline — edits kept",
 };
 
-/** @type {Record<string, string>} */
+/** @type {Record<import("./collab.js").ConnectionState, string>} */
 const CONNECTION_LABELS = {
-  connecting: "connecting…",
-  connected: "connected",
   offline: "offline",
-  gone: "no suggestions (document not found)",
+  syncing: "syncing…",
+  synced: "synced",
+};
+
+/** @type {Record<import("./socket.js").SocketState, string>} */
+const SUGGESTION_CONNECTION_TITLES = {
+  connecting: "Suggestions are connecting…",
+  connected: "The model that writes the suggestions, and where it runs",
+  offline: "Suggestions are offline; they come back with the connection",
+  gone: "No suggestions: the document was not found",
 };
 
 /** @param {string} id */
@@ -38,16 +45,30 @@ export class StatusBar {
     this.noticeTimer = undefined;
   }
 
-  /** @param {import("./autosave.js").SaveState} state */
+  /** @param {import("./collab.js").SaveState} state */
   showSave(state) {
+    if (this.save.dataset.state === state) return;
     this.save.textContent = SAVE_LABELS[state];
     this.save.dataset.state = state;
   }
 
-  /** @param {import("./socket.js").SocketState} state */
+  /**
+   * The document socket's state; the page is offline when it is down.
+   * @param {import("./collab.js").ConnectionState} state
+   */
   showConnection(state) {
+    if (this.connection.dataset.state === state) return;
     this.connection.textContent = CONNECTION_LABELS[state];
     this.connection.dataset.state = state;
+  }
+
+  /**
+   * The suggestion socket's state, shown on the model's name.
+   * @param {import("./socket.js").SocketState} state
+   */
+  showSuggestionConnection(state) {
+    this.model.dataset.connection = state;
+    this.model.title = SUGGESTION_CONNECTION_TITLES[state];
   }
 
   /**
@@ -56,7 +77,6 @@ export class StatusBar {
    */
   showModel(model, device) {
     this.model.textContent = device ? `${model} · ${device}` : model;
-    this.model.title = "The model that writes the suggestions, and where it runs";
   }
 
   /** @param {number} ms */

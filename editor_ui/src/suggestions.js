@@ -186,7 +186,8 @@ export class Suggester {
     /** @type {string[]} */
     const finals = [];
     for (const alternative of frame.alternatives || []) finals[alternative.index] = alternative.text;
-    this.dispatchIfCurrent(frame.id, finishGhost.of({ id: frame.id, alternatives: finals }));
+    const suggestion = typeof frame.suggestion === "number" ? frame.suggestion : undefined;
+    this.dispatchIfCurrent(frame.id, finishGhost.of({ id: frame.id, alternatives: finals, suggestion }));
   }
 
   /** @param {any} frame */

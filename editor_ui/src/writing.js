@@ -1,6 +1,6 @@
 // The writing surface: CodeMirror set up for prose in Markdown, drawn in the page's theme colours.
 
-import { defaultKeymap, history, historyKeymap } from "@codemirror/commands";
+import { defaultKeymap } from "@codemirror/commands";
 import { markdownKeymap, markdownLanguage, pasteURLAsLink } from "@codemirror/lang-markdown";
 import { HighlightStyle, LanguageSupport, syntaxHighlighting } from "@codemirror/language";
 import { search, searchKeymap } from "@codemirror/search";
@@ -69,13 +69,15 @@ const proseMarkdown = new LanguageSupport(markdownLanguage, [
   Prec.high(keymap.of(markdownKeymap)),
 ]);
 
-/** CodeMirror extensions for writing prose. */
+/**
+ * CodeMirror extensions for writing prose. Undo comes with the shared document (collab.js): it
+ * must take back this writer's edits only, never the others'.
+ */
 export function writingSurface() {
   return [
-    history(),
     drawSelection(),
     search({ top: true }),
-    keymap.of([...defaultKeymap, ...historyKeymap, ...searchKeymap]),
+    keymap.of([...defaultKeymap, ...searchKeymap]),
     proseMarkdown,
     syntaxHighlighting(proseHighlight),
     EditorView.lineWrapping,

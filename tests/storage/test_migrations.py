@@ -8,7 +8,7 @@ from sqlalchemy import inspect, text
 
 from storage.database import Store, current_revision, make_engine, upgrade
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 async def test_start_upgrades_an_empty_database(database_url: str) -> None:

@@ -1,0 +1,176 @@
+// The shared document: one Y.Doc kept in step with the server over the y-websocket protocol on
+// /ws/doc/{id}, and what the page knows about it: connected, synced, and saved by the server.
+
+import { EditorState, Transaction } from "@codemirror/state";
+import { EditorView, keymap } from "@codemirror/view";
+import * as decoding from "lib0/decoding";
+import { yCollab, ySyncAnnotation, yUndoManagerKeymap } from "y-codemirror.next";
+import { WebsocketProvider } from "y-websocket";
+import * as Y from "yjs";
+import { CLOSE_DOCUMENT_NOT_FOUND } from "./socket.js";
+
+/**
+ * The server's save acknowledgement: after it has durably stored updates from this client it
+ * sends this message type with its document's state vector (`Y.encodeStateVector` format).
+ */
+export const MESSAGE_SAVED = 100;
+
+/** @typedef {"offline" | "syncing" | "synced"} ConnectionState */
+/** @typedef {"saved" | "saving" | "offline"} SaveState */
+
+/**
+ * This client's clock: how many items its own edits have made, in the whole document.
+ * @param {Y.Doc} ydoc
+ */
+function localClock(ydoc) {
+  return Y.decodeStateVector(Y.encodeStateVector(ydoc)).get(ydoc.clientID) ?? 0;
+}
+
+export class SharedDocument {
+  /**
+   * @param {string} id the document id, which is also the y-websocket room name
+   * @param {() => void} onChange called whenever connection, sync or saving may have changed
+   */
+  constructor(id, onChange) {
+    this.onChange = onChange;
+    this.ydoc = new Y.Doc();
+    /** The document's text, seeded by the server; this page never inserts initial content. */
+    this.text = this.ydoc.getText("content");
+    /** The server's clock for this client in its last save acknowledgement. */
+    this.acknowledged = 0;
+    /** This client's own clock, kept current as it edits. */
+    this.clock = 0;
+    /** The document was deleted while open; reconnecting cannot help. */
+    this.gone = false;
+
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    this.provider = new WebsocketProvider(`${scheme}://${location.host}/ws/doc`, id, this.ydoc, {
+      connect: false,
+      // Tabs of one browser meet at the server like everyone else, so "synced" and "Saved" mean
+      // the same in every tab, and a tab whose socket is down really is offline.
+      disableBc: true,
+    });
+    // The handler signature of y-websocket 3: (encoder, decoder, provider, emitSynced, type).
+    this.provider.messageHandlers[MESSAGE_SAVED] = (_encoder, decoder) => {
+      const vector = Y.decodeStateVector(decoding.readVarUint8Array(decoder));
+      this.acknowledged = Math.max(this.acknowledged, vector.get(this.ydoc.clientID) ?? 0);
+      this.onChange();
+    };
+    this.provider.on("status", () => this.onChange());
+    this.provider.on("sync", () => this.onChange());
+    this.provider.on("connection-close", (event) => {
+      if (event && event.code === CLOSE_DOCUMENT_NOT_FOUND) {
+        this.gone = true;
+        // After the provider has finished handling this close, before its reconnect timer fires.
+        queueMicrotask(() => this.provider.disconnect());
+      }
+      this.onChange();
+    });
+    this.ydoc.on("update", (_update, origin) => {
+      // Updates from the server never advance this client's clock.
+      if (origin === this.provider) return;
+      this.clock = localClock(this.ydoc);
+      this.onChange();
+    });
+  }
+
+  get awareness() {
+    return this.provider.awareness;
+  }
+
+  /**
+   * The editor's binding to the shared text: edits both ways, the others' cursors, and an undo
+   * that takes back this writer's own edits only. Create the editor with `text.toString()`.
+   * @param {Array<Y.AbstractType<any>>} alsoUndo other shared types whose local changes are
+   *   part of this writer's undo steps
+   * @param {() => void} onRedo called after each redo
+   */
+  editorBinding(alsoUndo, onRedo) {
+    const undoManager = new Y.UndoManager([this.text, ...alsoUndo]);
+    undoManager.on("stack-item-popped", ({ type }) => {
+      if (type === "redo") onRedo();
+    });
+    return [
+      yCollab(this.text, this.awareness, { undoManager }),
+      keymap.of(yUndoManagerKeymap),
+      // Y.Text counts "\r\n" as two characters; CodeMirror must too, or positions drift apart.
+      EditorState.lineSeparator.of("\n"),
+      EditorView.clipboardInputFilter.of((text) => text.replace(/\r\n?/g, "\n")),
+      // Changes that arrive from the others (or from undo) are marked the way CodeMirror's own
+      // extensions expect, so typing-derived logic can tell them from this writer's keys.
+      EditorState.transactionExtender.of((tr) =>
+        tr.annotation(ySyncAnnotation) ? { annotations: Transaction.remote.of(true) } : null,
+      ),
+    ];
+  }
+
+  /** The document socket is open. */
+  get online() {
+    return this.provider.wsconnected;
+  }
+
+  /** Open and caught up with the server's copy. */
+  get synced() {
+    return this.provider.wsconnected && this.provider.synced;
+  }
+
+  /** Some edit of this client has not been acknowledged as stored. */
+  get pending() {
+    return this.clock > this.acknowledged;
+  }
+
+  /** Connected, synced, and every local edit acknowledged as stored. */
+  get saved() {
+    return this.synced && !this.pending;
+  }
+
+  /** @returns {ConnectionState} */
+  get connectionState() {
+    if (!this.online) return "offline";
+    return this.synced ? "synced" : "syncing";
+  }
+
+  /** @returns {SaveState} */
+  get saveState() {
+    // With nothing pending, nothing is at risk: "Saved" also while the socket is down.
+    if (!this.pending) return "saved";
+    return this.online ? "saving" : "offline";
+  }
+
+  connect() {
+    if (!this.gone) this.provider.connect();
+  }
+
+  disconnect() {
+    this.provider.disconnect();
+  }
+
+  /**
+   * Resolves once the server's copy has arrived (the first `sync`): true, or false when the
+   * server says the document does not exist.
+   * @returns {Promise<boolean>}
+   */
+  whenSynced() {
+    return new Promise((resolve) => {
+      if (this.provider.synced) {
+        resolve(true);
+        return;
+      }
+      /** @param {boolean} value */
+      const settle = (value) => {
+        this.provider.off("sync", onSync);
+        this.provider.off("connection-close", onClose);
+        resolve(value);
+      };
+      /** @param {boolean} synced */
+      const onSync = (synced) => {
+        if (synced) settle(true);
+      };
+      const onClose = () => {
+        if (this.gone) settle(false);
+      };
+      this.provider.on("sync", onSync);
+      this.provider.on("connection-close", onClose);
+    });
+  }
+}

@@ -1,0 +1,62 @@
+"""Queries on the CRDT update log: append, load, compact, and keeping the plain text in step.
+
+The log holds Yjs-format updates in arrival order. Compaction replaces a document's entries with
+one snapshot (the merged state) and keeps the text as a revision, so restoring stays possible.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func
+from sqlmodel import Session, col, select
+
+from storage.documents import keep_revision, load_document
+from storage.models import CrdtUpdate, Document, utcnow
+
+
+def append_update(session: Session, document_id: str, data: bytes) -> int:
+    """Add one update to the log; returns how many entries the log now holds."""
+    session.add(CrdtUpdate(document_id=document_id, data=data))
+    session.flush()
+    return count_updates(session, document_id)
+
+
+def count_updates(session: Session, document_id: str) -> int:
+    return int(
+        session.exec(
+            select(func.count()).select_from(CrdtUpdate).where(CrdtUpdate.document_id == document_id)
+        ).one()
+    )
+
+
+def load_updates(session: Session, document_id: str, owner: str) -> tuple[list[bytes], str]:
+    """The document's log in order, and its stored text (to seed a document that has no log yet)."""
+    document = load_document(session, document_id, owner)
+    rows = session.exec(
+        select(CrdtUpdate.data).where(CrdtUpdate.document_id == document_id).order_by(col(CrdtUpdate.id))
+    ).all()
+    return [bytes(r) for r in rows], document.text
+
+
+def compact(session: Session, document_id: str, snapshot: bytes, upto_id: int | None) -> None:
+    """Replace the entries up to `upto_id` (all, if None) by one snapshot of the merged state."""
+    statement = delete(CrdtUpdate).where(col(CrdtUpdate.document_id) == document_id)
+    if upto_id is not None:
+        statement = statement.where(col(CrdtUpdate.id) <= upto_id)
+    session.exec(statement)
+    session.add(CrdtUpdate(document_id=document_id, data=snapshot, snapshot=True))
+
+
+def last_update_id(session: Session, document_id: str) -> int | None:
+    return session.exec(select(func.max(CrdtUpdate.id)).where(CrdtUpdate.document_id == document_id)).one()
+
+
+def save_text(session: Session, document_id: str, text: str, reason: str = "autosave") -> None:
+    """Keep the plain text of the latest state beside the log, for the list, export and search."""
+    document = session.get(Document, document_id)
+    if document is None or document.text == text:
+        return
+    document.text = text
+    document.version += 1
+    document.updated_at = utcnow()
+    session.add(document)
+    keep_revision(session, document, reason)

@@ -1,0 +1,118 @@
+"""Two people in one document, in two real browser pages against the real server."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def open_as(browser: Any, base_url: str, name: str, settings: str) -> tuple[Any, Any]:
+    context = browser.new_context(base_url=base_url, viewport={"width": 1100, "height": 700})
+    context.add_init_script(
+        f"localStorage.setItem('cowrite.name', {name!r});"
+        f"localStorage.setItem('cowrite.settings', {settings!r})"
+    )
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    return context, page
+
+
+@pytest.fixture
+def pair(browser: Any, base_url: str) -> Iterator[tuple[Any, Any]]:
+    # Ann writes with suggestions; Bob with automatic suggestions off, so only Ann's appear
+    ann_context, ann = open_as(browser, base_url, "Ann", '{"maxTokens": 12, "temperature": 0, "n": 1}')
+    bob_context, bob = open_as(browser, base_url, "Bob", '{"autoSuggest": false}')
+    ann.goto("/")
+    ann.get_by_test_id("new-title").fill("Together")
+    ann.get_by_test_id("create").click()
+    ann.wait_for_url(re.compile(r"/d/[0-9a-f]+$"))
+    bob.goto(ann.url)
+    for page in (ann, bob):
+        page.wait_for_function("window.cowrite && window.cowrite.state().synced")
+    yield ann, bob
+    ann_context.close()
+    bob_context.close()
+
+
+def text(page: Any) -> str:
+    value: str = page.evaluate("window.cowrite.ytext()")
+    return value
+
+
+def test_typing_appears_in_the_other_page_within_a_second(pair: tuple[Any, Any]) -> None:
+    ann, bob = pair
+    bob.evaluate("window.cowrite.state()")
+    bob.locator(".cm-content").click()
+    bob.keyboard.type("Bob was here. ")
+    bob.wait_for_function("window.cowrite.state().saved")
+    sent = time.monotonic()
+    ann.wait_for_function("window.cowrite.ytext().includes('Bob was here.')", timeout=1000)
+    assert time.monotonic() - sent < 1.0
+    assert text(ann) == text(bob) == "Bob was here. "
+
+
+def test_the_other_persons_cursor_and_name_are_visible(pair: tuple[Any, Any]) -> None:
+    ann, bob = pair
+    bob.locator(".cm-content").click()
+    bob.keyboard.type("Hello from Bob.")
+    ann.wait_for_function("window.cowrite.state().peers.some(p => p.name === 'Bob')")
+    caret = ann.locator(".cm-ySelectionCaret")
+    caret.first.wait_for()
+    assert "Bob" in ann.locator(".cm-ySelectionInfo").first.text_content()
+    assert ann.get_by_test_id("peer").first.inner_text().strip() == "Bob"
+    ARTIFACTS.mkdir(exist_ok=True)
+    ann.screenshot(path=str(ARTIFACTS / "coediting-remote-cursor.png"))
+
+
+def test_an_accepted_suggestion_reaches_the_other_page_marked_as_ai_text(pair: tuple[Any, Any]) -> None:
+    ann, bob = pair
+    ann.locator(".cm-content").click()
+    ann.keyboard.type("It is a truth universally acknowledged, that a single man must be ", delay=10)
+    ann.wait_for_function("(window.cowrite.state().ghost || '').length > 0")
+    bob.wait_for_function("window.cowrite.state().peers.some(p => p.name === 'Ann' && p.suggesting)")
+    ann.wait_for_function("!window.cowrite.state().generating")
+    ghost = ann.evaluate("window.cowrite.state().ghost")
+    ann.keyboard.press("Tab")
+
+    bob.wait_for_function("(t) => window.cowrite.ytext().endsWith(t)", arg=ghost)
+    bob.wait_for_function("window.cowrite.aiSpans().length === 1")
+    span = bob.evaluate("window.cowrite.aiSpans()[0]")
+    assert span["text"] == ghost and span["user"] == "Ann" and span["suggestion"]
+    bob.get_by_test_id("ai-toggle").click()
+    marked = bob.locator(".cm-ai")
+    marked.first.wait_for()
+    assert ghost.strip()[:10] in "".join(marked.all_text_contents())
+    bob.screenshot(path=str(ARTIFACTS / "coediting-ai-text.png"))
+
+
+def test_offline_edits_on_both_sides_merge_on_reconnect(pair: tuple[Any, Any]) -> None:
+    ann, bob = pair
+    bob.locator(".cm-content").click()
+    bob.keyboard.type("Middle. ")
+    ann.wait_for_function("window.cowrite.ytext() === 'Middle. '")
+
+    ann.evaluate("window.cowrite.goOffline()")
+    ann.wait_for_function("!window.cowrite.state().online")
+    assert ann.get_by_test_id("status-connection").get_attribute("data-state") == "offline"
+    ann.locator(".cm-content").click()
+    ann.keyboard.press("Control+Home")
+    ann.keyboard.type("Ann offline. ")
+    bob.keyboard.press("Control+End")
+    bob.keyboard.type("Bob online.")
+    bob.wait_for_function("window.cowrite.state().saved")
+    assert "Ann offline." not in text(bob)
+
+    ann.evaluate("window.cowrite.goOnline()")
+    ann.wait_for_function("window.cowrite.state().synced && window.cowrite.state().saved")
+    assert ann.get_by_test_id("status-connection").get_attribute("data-state") == "synced"
+    expected = "Ann offline. Middle. Bob online."
+    ann.wait_for_function("(t) => window.cowrite.ytext() === t", arg=expected)
+    bob.wait_for_function("(t) => window.cowrite.ytext() === t", arg=expected)

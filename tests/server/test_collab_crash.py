@@ -1,0 +1,84 @@
+"""SIGKILL the server while two people type; after a restart, every acknowledged edit is there."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, free_port
+from tests.yclient import YClient, decode_state_vector
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def start(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+    (data_dir / "models").mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "server", "--port", str(port), "--data-dir", str(data_dir)]
+    env = {**os.environ, "COWRITE_LOG_LEVEL": "warning"}
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def ready(url: str, server: subprocess.Popen[bytes]) -> None:
+    async with asyncio.timeout(120), httpx.AsyncClient(base_url=url) as http:
+        while True:
+            assert server.poll() is None, "the server exited during start-up"
+            try:
+                if (await http.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def test_no_acknowledged_update_is_lost_to_sigkill(tmp_path: Path) -> None:
+    # the converted weights are shared with the rest of the tests, not converted again
+    (tmp_path / "models").symlink_to(ROOT / "data" / "models")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start(port, tmp_path)
+    try:
+        await ready(url, server)
+        async with httpx.AsyncClient(base_url=url) as http:
+            document = (await http.post("/api/documents", json={"title": "Crash"})).json()["id"]
+        socket = url.replace("http", "ws", 1) + f"/ws/doc/{document}"
+        async with YClient(socket) as ann, YClient(socket) as bob:
+            await asyncio.wait_for(ann.synced.wait(), 10)
+            await asyncio.wait_for(bob.synced.wait(), 10)
+
+            async def type_words(client: YClient, word: str, at_end: bool) -> None:
+                for i in range(40):
+                    text = str(client.text)
+                    client.text.insert(len(text.encode()) if at_end else 0, f"{word}{i} ")
+                    await asyncio.sleep(0.005)
+
+            await asyncio.gather(type_words(ann, "ann", True), type_words(bob, "bob", False))
+            # kill while acknowledgements are still arriving: whatever was acknowledged must survive
+            await asyncio.sleep(0.05)
+            acknowledged = {
+                ann.client_id: ann.server_state.get(ann.client_id, 0),
+                bob.client_id: bob.server_state.get(bob.client_id, 0),
+            }
+            os.kill(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        assert acknowledged[ann.client_id] > 0 and acknowledged[bob.client_id] > 0
+
+        server = start(port, tmp_path)
+        await ready(url, server)
+        async with YClient(socket) as reader:
+            await asyncio.wait_for(reader.synced.wait(), 10)
+            recovered = decode_state_vector(reader.doc.get_state())
+            text = str(reader.text)
+        for client_id, clock in acknowledged.items():
+            assert recovered.get(client_id, 0) >= clock, "an acknowledged update was lost"
+        assert "ann0 " in text and "bob0 " in text
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)

@@ -1,0 +1,174 @@
+"""A y-websocket client in Python (pycrdt over `websockets`), for tests and benchmarks.
+
+It keeps a pycrdt document in sync with a Cowrite document socket, sends its local edits as they
+happen, and tracks the server's save acknowledgements (message type 100).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import websockets
+from pycrdt import (
+    Decoder,
+    Doc,
+    Text,
+    TransactionEvent,
+    YMessageType,
+    YSyncMessageType,
+    create_awareness_message,
+    create_sync_message,
+    create_update_message,
+    read_message,
+    write_message,
+)
+
+MESSAGE_SAVED = 100
+
+
+def decode_state_vector(state: bytes) -> dict[int, int]:
+    decoder = Decoder(state)
+    return {decoder.read_var_uint(): decoder.read_var_uint() for _ in range(decoder.read_var_uint())}
+
+
+class YClient:
+    """One collaborator: `text` is its view of the document; edit it inside `edit()`."""
+
+    def __init__(self, url: str, on_update: Callable[[YClient], None] | None = None) -> None:
+        self.url = url
+        self.doc: Doc[Text] = Doc()
+        self.text = self.doc.get("content", type=Text)
+        self.server_state: dict[int, int] = {}
+        self.awareness: dict[int, Any] = {}
+        self.synced = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.on_update = on_update
+        self.closed: int | None = None
+        self._applying = False
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.updates_sent = 0
+        self.updates_acknowledged = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._socket: Any = None
+
+    async def __aenter__(self) -> YClient:
+        self._socket = await websockets.connect(self.url, max_size=2**24)
+        self.doc.observe(self._local_update)
+        await self._socket.send(create_sync_message(self.doc))
+        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._write())]
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._socket.close()
+
+    @property
+    def client_id(self) -> int:
+        return int(self.doc.client_id)
+
+    def saved(self) -> bool:
+        """Whether the server acknowledged storing every update this client sent."""
+        return self.updates_acknowledged >= self.updates_sent
+
+    async def wait_saved(self, within_s: float = 10.0) -> None:
+        async with asyncio.timeout(within_s):
+            while not self.saved():
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def wait_for(self, condition: Callable[[YClient], bool], within_s: float = 10.0) -> None:
+        async with asyncio.timeout(within_s):
+            while not condition(self):
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def set_awareness(self, state: dict[str, Any] | None, clock: int) -> None:
+        payload = json.dumps(state) if state is not None else "null"
+        update = write_var_uint(1) + write_var_uint(self.client_id) + write_var_uint(clock)
+        update += write_message(payload.encode())
+        await self._socket.send(create_awareness_message(update))
+
+    async def send_raw(self, message: bytes) -> None:
+        await self._socket.send(message)
+
+    def _local_update(self, event: TransactionEvent) -> None:
+        if not self._applying:
+            self._send_update(create_update_message(event.update))
+
+    def _send_update(self, message: bytes) -> None:
+        self.updates_sent += 1  # counted when queued, so `saved()` never runs ahead of the queue
+        self._outbox.put_nowait(message)
+
+    async def _write(self) -> None:
+        while True:
+            await self._socket.send(await self._outbox.get())
+
+    async def _read(self) -> None:
+        try:
+            async for message in self._socket:
+                self._handle(bytes(message))
+                self.changed.set()
+                if self.on_update is not None:
+                    self.on_update(self)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.closed = self._socket.close_code or 1006
+            self.changed.set()
+
+    def _handle(self, message: bytes) -> None:
+        kind = message[0]
+        if kind == YMessageType.SYNC:
+            payload = read_message(message[2:])
+            if message[1] == YSyncMessageType.SYNC_STEP1:
+                reply = bytes([YMessageType.SYNC, YSyncMessageType.SYNC_STEP2]) + write_message(
+                    self.doc.get_update(payload)
+                )
+                self._send_update(reply)
+            else:
+                self._applying = True
+                try:
+                    self.doc.apply_update(payload)
+                finally:
+                    self._applying = False
+                if message[1] == YSyncMessageType.SYNC_STEP2:
+                    self.synced.set()
+        elif kind == YMessageType.AWARENESS:
+            decoder = Decoder(read_message(message[1:]))
+            for _ in range(decoder.read_var_uint()):
+                client, _clock, state = (
+                    decoder.read_var_uint(),
+                    decoder.read_var_uint(),
+                    decoder.read_var_string(),
+                )
+                parsed = json.loads(state) if state else None
+                if parsed is None:
+                    self.awareness.pop(client, None)
+                else:
+                    self.awareness[client] = parsed
+        elif kind == MESSAGE_SAVED:
+            decoder = Decoder(message[1:])
+            state = decoder.read_message()
+            assert state is not None
+            self.server_state = decode_state_vector(state)
+            self.updates_acknowledged = decoder.read_var_uint()
+
+
+def write_var_uint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = number & 0x7F
+        number >>= 7
+        if number:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
