@@ -55,6 +55,7 @@ e2e-deps:
 bench: install
 	$(PY) -m bench.engine
 	$(PY) -m bench.writers
+	$(PY) -m bench.collab
 
 lint: install
 	$(VENV)/bin/ruff check server streaming storage tests bench

@@ -116,3 +116,40 @@ def test_offline_edits_on_both_sides_merge_on_reconnect(pair: tuple[Any, Any]) -
     expected = "Ann offline. Middle. Bob online."
     ann.wait_for_function("(t) => window.cowrite.ytext() === t", arg=expected)
     bob.wait_for_function("(t) => window.cowrite.ytext() === t", arg=expected)
+
+
+def show_ghost(ann: Any) -> str:
+    ann.locator(".cm-content").click()
+    ann.keyboard.press("Control+End")
+    ann.keyboard.type("It is a truth universally acknowledged, that a single man must be ", delay=10)
+    ann.wait_for_function("(window.cowrite.state().ghost || '').length > 0")
+    ann.wait_for_function("!window.cowrite.state().generating")
+    ghost: str = ann.evaluate("window.cowrite.state().ghost")
+    return ghost
+
+
+def test_a_remote_insert_before_the_suggestion_keeps_it_aligned(pair: tuple[Any, Any]) -> None:
+    ann, bob = pair
+    ghost = show_ghost(ann)
+    bob.wait_for_function("window.cowrite.ytext().endsWith('must be ')")
+    bob.locator(".cm-content").click()
+    bob.keyboard.press("Control+Home")
+    bob.keyboard.type("Preface. ")
+    ann.wait_for_function("window.cowrite.ytext().startsWith('Preface. ')")
+    assert ann.evaluate("window.cowrite.state().ghost") == ghost
+    # the ghost still sits at Ann's cursor, right after her text
+    head = ann.evaluate("window.cowrite.view.state.selection.main.head")
+    assert head == len(text(ann))
+    ghost_box = ann.get_by_test_id("ghost").bounding_box()
+    assert ghost_box is not None
+
+
+def test_a_remote_edit_at_the_anchor_dismisses_the_suggestion(pair: tuple[Any, Any]) -> None:
+    ann, bob = pair
+    show_ghost(ann)
+    bob.wait_for_function("window.cowrite.ytext().endsWith('must be ')")
+    bob.locator(".cm-content").click()
+    bob.keyboard.press("Control+End")
+    bob.keyboard.type("X")
+    ann.wait_for_function("window.cowrite.ytext().endsWith('must be X')")
+    ann.wait_for_function("window.cowrite.state().ghost === null")
