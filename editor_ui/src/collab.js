@@ -26,6 +26,30 @@ function localClock(ydoc) {
   return Y.decodeStateVector(Y.encodeStateVector(ydoc)).get(ydoc.clientID) ?? 0;
 }
 
+/**
+ * A WebSocket that counts the messages carrying updates (sync step 2 and update) it sends, so the
+ * server's count in each "saved" message can be matched; a deletion leaves the clock alone, so
+ * the count is what tells that it too was stored.
+ * @param {SharedDocument} shared
+ */
+function countingWebSocket(shared) {
+  return class CountingWebSocket extends WebSocket {
+    /** @param {string | URL} url @param {string | string[]} [protocols] */
+    constructor(url, protocols) {
+      super(url, protocols);
+      shared.sentOnSocket = 0;
+      shared.storedOnSocket = 0;
+    }
+
+    /** @param {any} data */
+    send(data) {
+      const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+      if (bytes[0] === 0 && (bytes[1] === 1 || bytes[1] === 2)) shared.sentOnSocket += 1;
+      super.send(data);
+    }
+  };
+}
+
 export class SharedDocument {
   /**
    * @param {string} id the document id, which is also the y-websocket room name
@@ -42,6 +66,11 @@ export class SharedDocument {
     this.clock = 0;
     /** The document was deleted while open; reconnecting cannot help. */
     this.gone = false;
+    /** Update messages sent on the current socket, and how many of them the server has stored. */
+    this.sentOnSocket = 0;
+    this.storedOnSocket = 0;
+    /** An edit was made while the socket was down; it goes out (and is counted) on reconnect. */
+    this.editedOffline = false;
 
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     this.provider = new WebsocketProvider(`${scheme}://${location.host}/ws/doc`, id, this.ydoc, {
@@ -49,11 +78,14 @@ export class SharedDocument {
       // Tabs of one browser meet at the server like everyone else, so "synced" and "Saved" mean
       // the same in every tab, and a tab whose socket is down really is offline.
       disableBc: true,
+      WebSocketPolyfill: countingWebSocket(this),
     });
     // The handler signature of y-websocket 3: (encoder, decoder, provider, emitSynced, type).
     this.provider.messageHandlers[MESSAGE_SAVED] = (_encoder, decoder) => {
       const vector = Y.decodeStateVector(decoding.readVarUint8Array(decoder));
       this.acknowledged = Math.max(this.acknowledged, vector.get(this.ydoc.clientID) ?? 0);
+      if (decoding.hasContent(decoder)) this.storedOnSocket = decoding.readVarUint(decoder);
+      if (this.storedOnSocket >= this.sentOnSocket) this.editedOffline = false;
       this.onChange();
     };
     this.provider.on("status", () => this.onChange());
@@ -70,6 +102,7 @@ export class SharedDocument {
       // Updates from the server never advance this client's clock.
       if (origin === this.provider) return;
       this.clock = localClock(this.ydoc);
+      if (!this.provider.wsconnected) this.editedOffline = true;
       this.onChange();
     });
   }
@@ -116,7 +149,7 @@ export class SharedDocument {
 
   /** Some edit of this client has not been acknowledged as stored. */
   get pending() {
-    return this.clock > this.acknowledged;
+    return this.clock > this.acknowledged || this.sentOnSocket > this.storedOnSocket || this.editedOffline;
   }
 
   /** Connected, synced, and every local edit acknowledged as stored. */
