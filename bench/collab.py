@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench.engine import CORPUS, FALLBACK, ROOT, percentile
-from bench.writers import free_port, start_server, wait_ready
+from tests.processes import free_port, start_server, wait_ready
 from tests.yclient import YClient, decode_state_vector
 
 RESULTS = ROOT / "bench" / "results" / "collab.json"
@@ -135,9 +135,8 @@ def main() -> None:
     novel = (CORPUS if CORPUS.exists() else FALLBACK).read_text(encoding="utf-8")
     novel = novel * (1 + (10_000 + args.clients * 2_000 + 10_000) // len(novel))
     with tempfile.TemporaryDirectory() as data_dir:
-        (Path(data_dir) / "models").symlink_to(ROOT / "data" / "models")
         port = free_port()
-        server = start_server(port, data_dir)
+        server = start_server(port, Path(data_dir))
         base = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(wait_ready(base, server))

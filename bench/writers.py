@@ -15,12 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,6 +27,7 @@ import httpx
 import websockets
 
 from bench.engine import CORPUS, FALLBACK, ROOT, percentile
+from tests.processes import free_port, start_server, wait_ready
 
 RESULTS = ROOT / "bench" / "results" / "writers.json"
 TRIGGER_S = 0.3  # the editor's default pause before asking
@@ -174,31 +171,6 @@ def summarize(pauses: list[Pause]) -> dict[str, float]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(port: int, data_dir: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "COWRITE_LOG_LEVEL": "warning"}
-    command = [sys.executable, "-m", "server", "--port", str(port), "--data-dir", data_dir]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-async def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=base) as http:
-        for _ in range(600):
-            assert server.poll() is None, "the server exited during start-up"
-            try:
-                if (await http.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError("the server did not start within a minute")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--writers", type=int, default=8)
@@ -218,10 +190,8 @@ def main() -> None:
         novel = novel * (1 + (20_000 + args.writers * 25_000 + 10_000) // len(novel))
     report: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items() if k != "output"}}
     with tempfile.TemporaryDirectory() as data_dir:
-        models = Path(data_dir) / "models"
-        models.symlink_to(ROOT / "data" / "models")  # reuse the converted weights
         port = args.port or free_port()
-        server = start_server(port, data_dir)
+        server = start_server(port, Path(data_dir))
         base = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(wait_ready(base, server))

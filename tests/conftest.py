@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from starlette.applications import Starlette
 
 from server.settings import Settings
 from streaming.loader import LoadedModel, load_model
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,12 +33,6 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def loaded_model(settings: Settings) -> LoadedModel:
     return load_model(settings.model, settings.device, settings.dtype, settings.model_cache_dir)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager

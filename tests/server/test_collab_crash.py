@@ -5,46 +5,23 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.processes import free_port, start_server, wait_ready
 from tests.yclient import YClient, decode_state_vector
 
 pytestmark = pytest.mark.timeout(180)
 
 
-def start(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
-    (data_dir / "models").mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "server", "--port", str(port), "--data-dir", str(data_dir)]
-    env = {**os.environ, "COWRITE_LOG_LEVEL": "warning"}
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def ready(url: str, server: subprocess.Popen[bytes]) -> None:
-    async with asyncio.timeout(120), httpx.AsyncClient(base_url=url) as http:
-        while True:
-            assert server.poll() is None, "the server exited during start-up"
-            try:
-                if (await http.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-
-
 async def test_no_acknowledged_update_is_lost_to_sigkill(tmp_path: Path) -> None:
-    # the converted weights are shared with the rest of the tests, not converted again
-    (tmp_path / "models").symlink_to(ROOT / "data" / "models")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start(port, tmp_path)
+    server = start_server(port, tmp_path)
     try:
-        await ready(url, server)
+        await wait_ready(url, server)
         async with httpx.AsyncClient(base_url=url) as http:
             document = (await http.post("/api/documents", json={"title": "Crash"})).json()["id"]
         socket = url.replace("http", "ws", 1) + f"/ws/doc/{document}"
@@ -69,8 +46,8 @@ async def test_no_acknowledged_update_is_lost_to_sigkill(tmp_path: Path) -> None
             server.wait(timeout=10)
         assert acknowledged[ann.client_id] > 0 and acknowledged[bob.client_id] > 0
 
-        server = start(port, tmp_path)
-        await ready(url, server)
+        server = start_server(port, tmp_path)
+        await wait_ready(url, server)
         async with YClient(socket) as reader:
             await asyncio.wait_for(reader.synced.wait(), 10)
             recovered = decode_state_vector(reader.doc.get_state())
