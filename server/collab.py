@@ -29,6 +29,7 @@ from pycrdt import (
     read_message,
     write_message,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from starlette import status
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -335,6 +336,9 @@ class Rooms:
                         await self._close(room)
                 except DocumentNotFound:
                     self._rooms.pop(room.document_id, None)
+                except SQLAlchemyError:
+                    # the database is unavailable for now: the log and the text catch up next time
+                    log.exception("could not save document %s; will retry", room.document_id)
 
     async def _close(self, room: Room) -> None:
         await room.save_text()

@@ -60,7 +60,7 @@ Frame = dict[str, Any]
 
 
 # the half-typed word (and the spaces before it) at the end of `before`: healed by the engine
-WORD_TAIL = re.compile(r" *[A-Za-z]{0,32}$")
+WORD_TAIL = re.compile(r" {0,16}[A-Za-z]{0,32}$")
 
 
 def to_request(message: Suggest, session: str) -> GenerationRequest | None:

@@ -188,3 +188,17 @@ def test_a_socket_to_a_missing_document_is_closed(client: TestClient) -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
     assert closed.value.code == WS_4404_DOCUMENT_NOT_FOUND
+
+
+def test_a_cursor_after_many_spaces_still_gets_a_suggestion(client: TestClient, document_id: str) -> None:
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        ws.send_json(suggest("spaces", before=BEFORE + " " * 200 + "and"))
+        _, done = until_done(ws, "spaces")
+        ws.send_json(suggest("after", max_tokens=4))
+        _, after = until_done(ws, "after")
+    assert done["reason"] in ("length", "finished", "stop") and after["reason"] in (
+        "length",
+        "finished",
+        "stop",
+    )
