@@ -80,11 +80,11 @@ async def update_document(request: Request) -> Response:
         return invalid(exc)
     document_id, user = request.path_params["doc_id"], current_user(request)
     try:
+        if changes.title is not None:
+            await _store(request).run(documents.rename_document, document_id, user, changes.title)
         if changes.text is not None:
-            await _store(request).run(documents.get_document, document_id, user)
             await _rooms(request).set_text(document_id, user, changes.text)
-        title_only = DocumentUpdate(title=changes.title) if changes.title is not None else DocumentUpdate()
-        document = await _store(request).run(documents.update_document, document_id, user, title_only)
+        document = await _store(request).run(documents.get_document, document_id, user)
     except DocumentNotFound:
         return not_found()
     return _json(document)

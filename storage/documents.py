@@ -11,7 +11,6 @@ from storage.models import (
     DocumentCreate,
     DocumentRead,
     DocumentSummary,
-    DocumentUpdate,
     Revision,
     RevisionRead,
     as_utc,
@@ -62,16 +61,10 @@ def get_document(session: Session, document_id: str, owner: str) -> DocumentRead
     return DocumentRead.model_validate(load_document(session, document_id, owner), from_attributes=True)
 
 
-def update_document(session: Session, document_id: str, owner: str, changes: DocumentUpdate) -> DocumentRead:
-    """Apply the fields that were set; a text change also keeps a revision, at most one a minute."""
+def rename_document(session: Session, document_id: str, owner: str, title: str) -> DocumentRead:
+    """Change the title. The text changes only through the live document (`storage.collab`)."""
     document = load_document(session, document_id, owner)
-    values = changes.model_dump(exclude_unset=True, exclude_none=True)
-    if "title" in values:
-        document.title = values["title"].strip() or document.title
-    if "text" in values and values["text"] != document.text:
-        document.text = values["text"]
-        document.version += 1
-        keep_revision(session, document, "autosave")
+    document.title = title.strip() or document.title
     document.updated_at = utcnow()
     session.add(document)
     session.flush()

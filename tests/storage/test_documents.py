@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from storage import documents, suggestions
+from storage import collab, documents, suggestions
 from storage.database import Store
 from storage.documents import DocumentNotFound
-from storage.models import DocumentCreate, DocumentUpdate, Outcome, SuggestionCreate
+from storage.models import DocumentCreate, Outcome, SuggestionCreate
 
 
 @pytest.fixture
@@ -21,9 +21,9 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 async def test_create_list_update_delete(store: Store) -> None:
     created = await store.run(documents.create_document, DocumentCreate(title="Chapter One"), "ann")
     await store.run(documents.create_document, DocumentCreate(title="Someone else's"), "bob")
-    updated = await store.run(
-        documents.update_document, created.id, "ann", DocumentUpdate(text="It is a truth.\nAnother line.")
-    )
+    await store.run(collab.save_text, created.id, "It is a truth.\nAnother line.")
+    await store.run(documents.rename_document, created.id, "ann", "  Chapter One  ")
+    updated = await store.run(documents.get_document, created.id, "ann")
     assert updated.version == created.version + 1 and updated.text == "It is a truth.\nAnother line."
 
     listed = await store.run(documents.list_documents, "ann")
@@ -40,14 +40,14 @@ async def test_another_owner_cannot_see_a_document(store: Store) -> None:
     with pytest.raises(DocumentNotFound):
         await store.run(documents.get_document, created.id, "bob")
     with pytest.raises(DocumentNotFound):
-        await store.run(documents.update_document, created.id, "bob", DocumentUpdate(text="vandalism"))
-    assert (await store.run(documents.get_document, created.id, "ann")).text == ""
+        await store.run(documents.rename_document, created.id, "bob", "vandalism")
+    assert (await store.run(documents.get_document, created.id, "ann")).title == "Private"
 
 
 async def test_autosaves_share_a_revision_and_an_earlier_one_can_be_restored(store: Store) -> None:
     created = await store.run(documents.create_document, DocumentCreate(title="Draft"), "ann")
     for text in ("First", "First words", "First words here"):
-        await store.run(documents.update_document, created.id, "ann", DocumentUpdate(text=text))
+        await store.run(collab.save_text, created.id, text)
     revisions = await store.run(documents.list_revisions, created.id, "ann")
     assert len(revisions) == 1 and revisions[0].chars == len("First words here")
 
