@@ -3,7 +3,7 @@
 Each writer opens its own document holding a few paragraphs of the novel (the editor primes the
 model with them), then types the text that follows, character by character, pausing between
 phrases. As the editor does, it asks for a suggestion 300 ms into each pause (sending all the
-text before the cursor), autosaves while it types, and cancels a suggestion still generating
+text before the cursor), saves its text through the document API, and cancels a suggestion still generating
 when it types again. Measured per pause: the time from `suggest` to the first text, and whether
 it arrived before the writer resumed. The writers open their documents together and start
 typing once the server has read all of them; that opening is timed on its own.
