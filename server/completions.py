@@ -65,7 +65,11 @@ def error_response(status: int, message: str, kind: str, param: str | None = Non
 async def completions(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     try:
-        body = CompletionBody.model_validate(await request.json())
+        try:
+            payload = await request.json()
+        except RecursionError:  # nesting deeper than the parser goes
+            raise ValueError("the body is nested too deeply") from None
+        body = CompletionBody.model_validate(payload)
         generation_request = _to_engine(body)
         generation = engine.submit(generation_request)
     except ValueError as exc:  # malformed JSON, ValidationError and InvalidRequest are ValueErrors

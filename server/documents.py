@@ -45,7 +45,10 @@ async def _body(request: Request) -> Any:
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise ValueError("body too large")
-    return json.loads(raw or b"{}")
+    try:
+        return json.loads(raw or b"{}")
+    except RecursionError:  # nesting deeper than the parser goes
+        raise ValueError("the body is nested too deeply") from None
 
 
 async def list_documents(request: Request) -> Response:

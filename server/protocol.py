@@ -83,7 +83,7 @@ def parse(text: str) -> ClientMessage:
     """One client frame, or ProtocolError naming what is wrong."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise ProtocolError("bad_json", "the frame is not valid JSON") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_json", "the frame must be a JSON object")
