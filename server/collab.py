@@ -34,6 +34,7 @@ from starlette import status
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from server.origin import same_origin
 from server.users import current_user
 from storage import collab
 from storage.database import Store
@@ -348,6 +349,10 @@ class Rooms:
 
 
 async def document_socket(websocket: WebSocket) -> None:
+    if not same_origin(websocket):
+        log.warning("refused a document socket from origin %s", websocket.headers.get("origin"))
+        await websocket.close(status.WS_1008_POLICY_VIOLATION, "cross-origin connection refused")
+        return
     rooms: Rooms = websocket.app.state.rooms
     document_id = websocket.path_params["doc_id"]
     await websocket.accept()

@@ -20,6 +20,7 @@ from starlette import status
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
+from server.origin import same_origin
 from server.protocol import (
     MAX_FRAME_BYTES,
     Cancel,
@@ -266,6 +267,10 @@ class SuggestionSocket:
 
 
 async def suggestion_socket(websocket: WebSocket) -> None:
+    if not same_origin(websocket):
+        log.warning("refused a suggestion socket from origin %s", websocket.headers.get("origin"))
+        await websocket.close(status.WS_1008_POLICY_VIOLATION, "cross-origin connection refused")
+        return
     document_id = websocket.path_params["doc_id"]
     user = current_user(websocket)
     store: Store = websocket.app.state.store
