@@ -142,11 +142,7 @@ async def engine_cancel_latency(engine: Engine, prose: Prose, run: int) -> tuple
     elapsed_ms = (time.perf_counter() - started) * 1000
     await bystander.result()
     await engine.wait_idle()
-    job = (
-        engine.recent[-1]
-        if engine.recent[-1].id == victim.id
-        else next(j for j in engine.recent if j.id == victim.id)
-    )
+    job = next(j for j in engine.recent if j.id == victim.id)
     assert job.ended_at_step is not None
     steps_after = job.in_flight_at_end + max(0, job.last_step - job.ended_at_step)
     return steps_after, elapsed_ms

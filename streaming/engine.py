@@ -489,9 +489,9 @@ class Engine:
 
     def _reap(self) -> None:
         """Free the rows of jobs that ended; keep alternative 0's row as the session's cache."""
+        self._jobs = {k: j for k, j in self._jobs.items() if not j.done}
         ended = [j for j in self._active if j.done]
         if not ended:
-            self._jobs = {k: j for k, j in self._jobs.items() if not j.done}
             return
         self._active = [j for j in self._active if not j.done]
         for job in ended:
@@ -504,7 +504,6 @@ class Engine:
             assert job.completion is not None
             if not job.request.keep_session or job.completion.status is Status.ERROR:
                 self._sessions.drop(session.key)
-        self._jobs = {k: j for k, j in self._jobs.items() if not j.done}
 
     def _kv_bytes(self) -> int:
         forks = sum(a.row.nbytes for j in self._active for a in j.alts[1:])

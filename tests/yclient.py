@@ -27,6 +27,8 @@ from pycrdt import (
     write_message,
 )
 
+from server.collab import write_var_uint
+
 MESSAGE_SAVED = 100
 
 
@@ -160,15 +162,3 @@ class YClient:
             assert state is not None
             self.server_state = decode_state_vector(state)
             self.updates_acknowledged = decoder.read_var_uint()
-
-
-def write_var_uint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = number & 0x7F
-        number >>= 7
-        if number:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
