@@ -7,15 +7,21 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server import collab, documents, pages, suggest
-from server.collab import Rooms
+from server import auth, collab, documents, pages, sharing, suggest
+from server.auth import CookieSigner, SessionBackend, load_secret_key
 from server.completions import completions, models
+from server.errors import Forbidden, RequestTooLarge, Unauthenticated, api_error, not_found
+from server.limits import AttemptLimiter, BodyLimit, LiveSockets, RateLimiter
+from server.origin import CsrfGuard
 from server.settings import Settings
 from storage.database import Store
+from storage.documents import DocumentNotFound
 from streaming.engine import Engine, EngineLimits
 from streaming.loader import LoadedModel, load_model
 from streaming.runner import ModelRunner
@@ -44,7 +50,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
             )
         engine = Engine(ModelRunner(model.model), model.tokenizer, engine_limits(settings))
         store = Store(settings.database)
-        rooms = Rooms(store)
+        rooms = collab.rooms_for(settings, store)
         app.state.engine = engine
         app.state.store = store
         app.state.rooms = rooms
@@ -57,12 +63,66 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         Route("/healthz", healthz),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/models", models),
+        *auth.routes,
         *documents.routes,
+        *sharing.routes,
         *suggest.routes,
         *collab.routes,
         *pages.routes,
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    signer = CookieSigner(load_secret_key(settings))
+    middleware = [
+        Middleware(BodyLimit, limit=settings.request_limit_mb << 20),
+        Middleware(CsrfGuard),
+        Middleware(AuthenticationMiddleware, backend=SessionBackend(signer)),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={
+            Unauthenticated: unauthenticated,
+            DocumentNotFound: document_not_found,
+            Forbidden: forbidden,
+            RequestTooLarge: too_large,
+        },
+    )
+    app.state.settings = settings
+    app.state.signer = signer
+    app.state.signin_limiter = AttemptLimiter(
+        {"account": settings.signin_attempts, "address": settings.signin_attempts_per_address},
+        window_s=SIGNIN_WINDOW_S,
+    )
+    app.state.suggestion_limiter = RateLimiter(settings.suggestions_per_minute)
+    app.state.sockets = LiveSockets(settings.sockets_per_user)
+    return app
+
+
+SIGNIN_WINDOW_S = 15 * 60
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith(("/api/", "/v1/"))
+
+
+async def unauthenticated(request: Request, exc: Exception) -> Response:
+    if _is_api(request):
+        return api_error(401, "unauthenticated", "sign in first")
+    return await pages.to_sign_in(request)
+
+
+async def document_not_found(request: Request, exc: Exception) -> Response:
+    return not_found() if _is_api(request) else pages.not_found_page()
+
+
+async def forbidden(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Forbidden)
+    return api_error(403, "forbidden", exc.message)
+
+
+async def too_large(request: Request, exc: Exception) -> Response:
+    limit = request.app.state.settings.request_limit_mb
+    return api_error(413, "too_large", f"the request body is over {limit} MiB")
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -15,7 +15,7 @@ from types import TracebackType
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pycrdt import (
     Awareness,
     Decoder,
@@ -32,34 +32,54 @@ from pycrdt import (
 from sqlalchemy.exc import SQLAlchemyError
 from starlette import status
 from starlette.routing import WebSocketRoute
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server.origin import same_origin
-from server.users import current_user
+from server.access import admit_socket, close_quietly, too_many_sockets
+from server.errors import WS_4403_FORBIDDEN, WS_4404_DOCUMENT_NOT_FOUND, WS_4408_IDLE
+from server.limits import LiveSockets
+from server.settings import Settings
 from storage import collab
 from storage.database import Store
 from storage.documents import DocumentNotFound
+from storage.models import Role
 
 log = logging.getLogger(__name__)
+audit = logging.getLogger("cowrite.audit")
 
 # ours: "every update you sent so far is stored"; payload: the server's state vector (a byte
 # array), then how many updates this connection has sent (a varuint; it also covers deletions,
 # which leave the state vector as it was)
 MESSAGE_SAVED = 100
-WS_4404_DOCUMENT_NOT_FOUND = 4404
+# ours: "your update was refused and nothing of it kept" (a viewer's); payload: a reason string
+MESSAGE_REJECTED = 101
 OUTBOX_SIZE = 1024
 TEXT_NAME = "content"
 EMPTY_UPDATE = b"\x00\x00"
 
 
 class Connection:
-    """One client of a room: a bounded outbox drained by its own writer task."""
+    """One client of a room: a bounded outbox drained by its own writer task, and the role its
+    user has in the document (checked on every update it sends)."""
 
-    def __init__(self, websocket: WebSocket, outbox: MemoryObjectSendStream[bytes]) -> None:
+    def __init__(
+        self, websocket: WebSocket, outbox: MemoryObjectSendStream[bytes], username: str, role: Role
+    ) -> None:
         self.websocket = websocket
         self.outbox = outbox
+        self.username = username
+        self.role = role
         self.awareness_ids: set[int] = set()
         self.updates_received = 0
+        self.updates_rejected = 0
+        self.closing: tuple[int, str] | None = None  # set when the server ends the connection
+
+    def role_changed(self, role: Role | None) -> None:
+        if role is None:
+            self.closing = (WS_4403_FORBIDDEN, "your access to this document was removed")
+            self.outbox.close()  # the writer stops, and with it the connection
+        else:
+            self.role = role
 
     def send(self, message: bytes) -> None:
         """Queue a message; a client too slow to keep up is disconnected rather than waited for."""
@@ -75,10 +95,11 @@ class Connection:
 class Room:
     """One document while anyone has it open."""
 
-    def __init__(self, document_id: str, owner: str, store: Store) -> None:
+    def __init__(self, document_id: str, store: Store, update_limit: int, idle_timeout_s: float) -> None:
         self.document_id = document_id
-        self.owner = owner
         self.store = store
+        self.update_limit = update_limit
+        self.idle_timeout_s = idle_timeout_s
         self.doc: Doc[Text] = Doc()
         self.text = self.doc.get(TEXT_NAME, type=Text)
         self.awareness = Awareness(self.doc)
@@ -90,7 +111,7 @@ class Room:
 
     async def load(self) -> None:
         """Replay the log; a document from before co-editing is seeded from its stored text."""
-        updates, stored_text = await self.store.run(collab.load_updates, self.document_id, self.owner)
+        updates, stored_text = await self.store.run(collab.load_updates, self.document_id)
         for update in updates:
             self.doc.apply_update(update)
         self.log_entries = len(updates)
@@ -99,10 +120,9 @@ class Room:
 
     # clients
 
-    async def serve(self, websocket: WebSocket) -> None:
-        send, receive = anyio.create_memory_object_stream[bytes](OUTBOX_SIZE)
-        connection = Connection(websocket, send)
-        async with send, anyio.create_task_group() as group:
+    async def serve(self, connection: Connection, receive: MemoryObjectReceiveStream[bytes]) -> None:
+        websocket = connection.websocket
+        async with connection.outbox, anyio.create_task_group() as group:
 
             async def write() -> None:
                 try:
@@ -131,18 +151,29 @@ class Room:
 
     async def _read(self, websocket: WebSocket, connection: Connection) -> None:
         while True:
-            frame = await websocket.receive()
+            frame: Message | None = None
+            with anyio.move_on_after(self.idle_timeout_s):
+                frame = await websocket.receive()
+            if frame is None:
+                connection.closing = (WS_4408_IDLE, f"nothing received for {self.idle_timeout_s:g} s")
+                return
             if frame["type"] == "websocket.disconnect":
                 return
             message = frame.get("bytes")
             if message is None:
-                await websocket.close(status.WS_1003_UNSUPPORTED_DATA, "document sockets carry binary frames")
+                connection.closing = (status.WS_1003_UNSUPPORTED_DATA, "document sockets carry binary frames")
+                return
+            if len(message) > self.update_limit:
+                connection.closing = (
+                    status.WS_1009_MESSAGE_TOO_BIG,
+                    f"message larger than {self.update_limit} bytes",
+                )
                 return
             try:
                 await self._handle(message, connection)
             except (ValueError, IndexError, AssertionError) as exc:
                 log.warning("malformed message on document %s: %s", self.document_id, exc)
-                await websocket.close(status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, "malformed message")
+                connection.closing = (status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, "malformed message")
                 return
 
     async def _handle(self, message: bytes, connection: Connection) -> None:
@@ -156,7 +187,10 @@ class Room:
                     bytes([YMessageType.SYNC, YSyncMessageType.SYNC_STEP2]) + write_message(reply)
                 )
             elif step in (YSyncMessageType.SYNC_STEP2, YSyncMessageType.SYNC_UPDATE):
-                await self.receive_update(payload, connection)
+                if connection.role.allows(Role.EDITOR):
+                    await self.receive_update(payload, connection)
+                elif payload != EMPTY_UPDATE:
+                    self._reject(connection, len(payload))
             else:
                 raise ValueError(f"unknown sync step {step}")
         elif kind == YMessageType.AWARENESS:
@@ -184,6 +218,19 @@ class Room:
             sender.updates_received += 1
             ack = bytes([MESSAGE_SAVED]) + write_message(self.doc.get_state())
             sender.send(ack + write_var_uint(sender.updates_received))
+
+    def _reject(self, connection: Connection, size: int) -> None:
+        """A viewer's update: nothing of it is applied, stored or passed on."""
+        connection.updates_rejected += 1
+        if connection.updates_rejected == 1 or connection.updates_rejected % 100 == 0:
+            audit.warning(
+                "dropped a document update from viewer %s on document %s (%d bytes; %d so far)",
+                connection.username,
+                self.document_id,
+                size,
+                connection.updates_rejected,
+            )
+        connection.send(bytes([MESSAGE_REJECTED]) + write_message(b"read-only: you are a viewer here"))
 
     def _forget_awareness(self, connection: Connection) -> None:
         gone = [c for c in connection.awareness_ids if c in self.awareness.states]
@@ -268,8 +315,12 @@ class Rooms:
         save_every_s: float = 1.0,
         compact_after_entries: int = 500,
         close_after_idle_s: float = 10.0,
+        update_limit: int = 4 << 20,
+        idle_timeout_s: float = 600.0,
     ) -> None:
         self.store = store
+        self.update_limit = update_limit
+        self.idle_timeout_s = idle_timeout_s
         self.save_every_s = save_every_s
         self.compact_after_entries = compact_after_entries
         self.close_after_idle_s = close_after_idle_s
@@ -293,14 +344,15 @@ class Rooms:
         for room in list(self._rooms.values()):
             await self._close(room)
 
-    async def open(self, document_id: str, owner: str) -> Room:
-        """The room for a document, loading it first if nobody has it open."""
+    async def open(self, document_id: str) -> Room:
+        """The room for a document, loading it first if nobody has it open. Who may join it is
+        checked before (`server.access`), per connection."""
         if self._group is None:
             raise RuntimeError("rooms not started; enter `async with rooms:` first")
         async with self._opening:
             room = self._rooms.get(document_id)
-            if room is None or room.owner != owner:
-                room = Room(document_id, owner, self.store)
+            if room is None:
+                room = Room(document_id, self.store, self.update_limit, self.idle_timeout_s)
                 await room.load()
                 self._rooms[document_id] = room
             return room
@@ -308,9 +360,9 @@ class Rooms:
     def get(self, document_id: str) -> Room | None:
         return self._rooms.get(document_id)
 
-    async def set_text(self, document_id: str, owner: str, text: str) -> None:
+    async def set_text(self, document_id: str, text: str) -> None:
         """An edit from outside any client (the HTTP API, a restore), made through the CRDT."""
-        room = await self.open(document_id, owner)
+        room = await self.open(document_id)
         await room.replace_text(text)
         await room.save_text()
         if not room.connections:
@@ -349,19 +401,36 @@ class Rooms:
 
 
 async def document_socket(websocket: WebSocket) -> None:
-    if not same_origin(websocket):
-        log.warning("refused a document socket from origin %s", websocket.headers.get("origin"))
-        await websocket.close(status.WS_1008_POLICY_VIOLATION, "cross-origin connection refused")
+    """Any member may join; a viewer's connection reads and shows presence but cannot write."""
+    admitted = await admit_socket(websocket, Role.VIEWER)
+    if admitted is None:
         return
-    rooms: Rooms = websocket.app.state.rooms
+    account, role = admitted
     document_id = websocket.path_params["doc_id"]
-    await websocket.accept()
+    rooms: Rooms = websocket.app.state.rooms
+    sockets: LiveSockets = websocket.app.state.sockets
     try:
-        room = await rooms.open(document_id, current_user(websocket))
-    except DocumentNotFound:
-        await websocket.close(WS_4404_DOCUMENT_NOT_FOUND, "document not found")
+        room = await rooms.open(document_id)
+    except DocumentNotFound:  # deleted in between
+        await close_quietly(websocket, WS_4404_DOCUMENT_NOT_FOUND, "document not found")
         return
-    await room.serve(websocket)
+    send, receive = anyio.create_memory_object_stream[bytes](OUTBOX_SIZE)
+    connection = Connection(websocket, send, account.username, role)
+    if not sockets.add(account.username, document_id, connection):
+        send.close()
+        receive.close()
+        await too_many_sockets(websocket, account.username, sockets.per_user)
+        return
+    try:
+        await room.serve(connection, receive)
+    finally:
+        sockets.remove(account.username, connection)
+    if connection.closing is not None:
+        await close_quietly(websocket, *connection.closing)
+
+
+def rooms_for(settings: Settings, store: Store) -> Rooms:
+    return Rooms(store, update_limit=settings.update_limit_mb << 20, idle_timeout_s=settings.idle_timeout_s)
 
 
 routes = [WebSocketRoute("/ws/doc/{doc_id}", document_socket)]

@@ -5,6 +5,7 @@ The OpenAI `user` field is the engine's session key, so its clients get prefix r
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from server.auth import signed_in
+from server.limits import RateLimiter
 from server.sse import EventStreamResponse, sse_data, unless_disconnected
 from streaming.engine import Engine, Generation
 from streaming.errors import InvalidRequest
@@ -63,14 +66,22 @@ def error_response(status: int, message: str, kind: str, param: str | None = Non
 
 
 async def completions(request: Request) -> Response:
+    """Signed-in users only, under the same per-user rate as the editor's suggestions."""
+    account = signed_in(request)
     engine: Engine = request.app.state.engine
+    limiter: RateLimiter = request.app.state.suggestion_limiter
+    wait = limiter.take(account.username)
+    if wait > 0:
+        response = error_response(429, "too many requests; slow down", "rate_limit_exceeded")
+        response.headers["retry-after"] = str(math.ceil(wait))
+        return response
     try:
         try:
             payload = await request.json()
         except RecursionError:  # nesting deeper than the parser goes
             raise ValueError("the body is nested too deeply") from None
         body = CompletionBody.model_validate(payload)
-        generation_request = _to_engine(body)
+        generation_request = _to_engine(body, account.username)
         generation = engine.submit(generation_request)
     except ValueError as exc:  # malformed JSON, ValidationError and InvalidRequest are ValueErrors
         return _invalid(exc)
@@ -89,12 +100,12 @@ async def completions(request: Request) -> Response:
     return JSONResponse(_whole(completion, model_name))
 
 
-def _to_engine(body: CompletionBody) -> GenerationRequest:
+def _to_engine(body: CompletionBody, username: str) -> GenerationRequest:
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     stop = () if body.stop is None else (body.stop,) if isinstance(body.stop, str) else tuple(body.stop)
     return GenerationRequest(
         prompt=prompt,
-        session=f"openai:{body.user}" if body.user else f"openai-once:{uuid.uuid4().hex}",
+        session=f"openai:{username}:{body.user}" if body.user else f"openai-once:{uuid.uuid4().hex}",
         keep_session=bool(body.user),
         max_new_tokens=body.max_tokens,
         temperature=body.temperature,
@@ -169,5 +180,6 @@ def _whole(completion: Completion, model_name: str) -> dict[str, Any]:
 
 
 async def models(request: Request) -> JSONResponse:
+    signed_in(request)
     name = request.app.state.model_name
     return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "cowrite"}]})

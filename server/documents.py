@@ -5,7 +5,6 @@ Handlers only translate HTTP to `storage/` calls; the queries live there.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -14,15 +13,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.access import authorize
+from server.auth import signed_in
 from server.collab import Rooms
-from server.errors import invalid, not_found
-from server.users import current_user
+from server.errors import invalid, not_found, read_json
+from server.limits import LiveSockets
 from storage import documents, suggestions
 from storage.database import Store
 from storage.documents import DocumentNotFound
-from storage.models import DocumentCreate, DocumentUpdate
-
-MAX_BODY = 8 * 1024 * 1024
+from storage.models import DocumentCreate, DocumentUpdate, Role
 
 
 def _store(request: Request) -> Store:
@@ -41,76 +40,61 @@ def _json(model: BaseModel | list[Any], status: int = 200) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"), status_code=status)
 
 
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ValueError("body too large")
-    try:
-        return json.loads(raw or b"{}")
-    except RecursionError:  # nesting deeper than the parser goes
-        raise ValueError("the body is nested too deeply") from None
-
-
 async def list_documents(request: Request) -> Response:
-    rows = await _store(request).run(documents.list_documents, current_user(request))
+    """The user's own documents and those shared with them, each with the user's role."""
+    rows = await _store(request).run(documents.list_documents, signed_in(request).username)
     return JSONResponse({"documents": [r.model_dump(mode="json") for r in rows]})
 
 
 async def create_document(request: Request) -> Response:
+    account = signed_in(request)
     try:
-        data = DocumentCreate.model_validate(await _body(request))
+        data = DocumentCreate.model_validate(await read_json(request))
     except (ValidationError, ValueError) as exc:
         return invalid(exc)
-    created = await _store(request).run(documents.create_document, data, current_user(request))
+    created = await _store(request).run(documents.create_document, data, account.username)
     return _json(created, status=201)
 
 
 async def read_document(request: Request) -> Response:
-    try:
-        document = await _store(request).run(
-            documents.get_document, request.path_params["doc_id"], current_user(request)
-        )
-    except DocumentNotFound:
-        return not_found()
+    account, _ = await authorize(request, request.path_params["doc_id"], Role.VIEWER)
+    document = await _store(request).run(
+        documents.get_document, request.path_params["doc_id"], account.username
+    )
     return _json(document)
 
 
 async def update_document(request: Request) -> Response:
     """Title changes go to the database; text changes go through the live document."""
+    document_id = request.path_params["doc_id"]
+    account, _ = await authorize(request, document_id, Role.EDITOR)
     try:
-        changes = DocumentUpdate.model_validate(await _body(request))
+        changes = DocumentUpdate.model_validate(await read_json(request))
     except (ValidationError, ValueError) as exc:
         return invalid(exc)
-    document_id, user = request.path_params["doc_id"], current_user(request)
-    try:
-        if changes.title is not None:
-            await _store(request).run(documents.rename_document, document_id, user, changes.title)
-        if changes.text is not None:
-            await _rooms(request).set_text(document_id, user, changes.text)
-        document = await _store(request).run(documents.get_document, document_id, user)
-    except DocumentNotFound:
-        return not_found()
+    if changes.title is not None:
+        await _store(request).run(documents.rename_document, document_id, account.username, changes.title)
+    if changes.text is not None:
+        await _rooms(request).set_text(document_id, changes.text)
+    document = await _store(request).run(documents.get_document, document_id, account.username)
     return _json(document)
 
 
 async def delete_document(request: Request) -> Response:
-    try:
-        await _store(request).run(
-            documents.delete_document, request.path_params["doc_id"], current_user(request)
-        )
-    except DocumentNotFound:
-        return not_found()
-    await _rooms(request).forget(request.path_params["doc_id"])
+    document_id = request.path_params["doc_id"]
+    account, _ = await authorize(request, document_id, Role.OWNER)
+    await _store(request).run(documents.delete_document, document_id, account.username)
+    await _rooms(request).forget(document_id)
+    sockets: LiveSockets = request.app.state.sockets
+    sockets.document_gone(document_id)
     return Response(status_code=204)
 
 
 async def export_markdown(request: Request) -> Response:
-    try:
-        document = await _store(request).run(
-            documents.get_document, request.path_params["doc_id"], current_user(request)
-        )
-    except DocumentNotFound:
-        return not_found()
+    account, _ = await authorize(request, request.path_params["doc_id"], Role.VIEWER)
+    document = await _store(request).run(
+        documents.get_document, request.path_params["doc_id"], account.username
+    )
     slug = re.sub(r"[^a-z0-9]+", "-", document.title.lower()).strip("-") or "document"
     body = f"# {document.title}\n\n{document.text}"
     if not body.endswith("\n"):
@@ -123,35 +107,33 @@ async def export_markdown(request: Request) -> Response:
 
 
 async def list_revisions(request: Request) -> Response:
-    try:
-        rows = await _store(request).run(
-            documents.list_revisions, request.path_params["doc_id"], current_user(request)
-        )
-    except DocumentNotFound:
-        return not_found()
+    account, _ = await authorize(request, request.path_params["doc_id"], Role.VIEWER)
+    rows = await _store(request).run(
+        documents.list_revisions, request.path_params["doc_id"], account.username
+    )
     return JSONResponse({"revisions": [r.model_dump(mode="json") for r in rows]})
 
 
 async def restore_revision(request: Request) -> Response:
-    document_id, user = request.path_params["doc_id"], current_user(request)
+    document_id = request.path_params["doc_id"]
+    account, _ = await authorize(request, document_id, Role.EDITOR)
     try:
         text = await _store(request).run(
-            documents.revision_text, document_id, user, request.path_params["revision_id"]
+            documents.revision_text, document_id, account.username, request.path_params["revision_id"]
         )
-        await _rooms(request).set_text(document_id, user, text)
-        document = await _store(request).run(documents.get_document, document_id, user)
     except DocumentNotFound:
-        return not_found("document or revision")
+        return not_found("revision")
+    await _rooms(request).set_text(document_id, text)
+    document = await _store(request).run(documents.get_document, document_id, account.username)
     return _json(document)
 
 
 async def list_suggestions(request: Request) -> Response:
-    try:
-        rows = await _store(request).run(
-            suggestions.list_suggestions, request.path_params["doc_id"], current_user(request)
-        )
-    except DocumentNotFound:
-        return not_found()
+    """The user's own suggestions in the document (suggestions are private until accepted)."""
+    account, _ = await authorize(request, request.path_params["doc_id"], Role.VIEWER)
+    rows = await _store(request).run(
+        suggestions.list_suggestions, request.path_params["doc_id"], account.username
+    )
     return JSONResponse({"suggestions": [r.model_dump(mode="json") for r in rows]})
 
 

@@ -66,17 +66,18 @@ MESSAGE_TYPES: dict[str, type[Suggest] | type[Prime] | type[Cancel] | type[Feedb
 class ProtocolError(Exception):
     """A frame the server cannot act on; becomes an `error` frame, and the socket lives on."""
 
-    def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
+    def __init__(self, code: str, message: str, request_id: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.extra = extra
 
     def frame(self) -> dict[str, Any]:
         out: dict[str, Any] = {"v": VERSION, "type": "error", "code": self.code, "message": self.message}
         if self.request_id is not None:
             out["id"] = self.request_id
-        return out
+        return {**out, **self.extra}
 
 
 def parse(text: str) -> ClientMessage:

@@ -30,6 +30,25 @@ class Settings:
     context_tokens: int = 2048
     kv_budget_mb: int = 2048
     log_level: str = "info"
+    # accounts (docs/security.md)
+    secret_key: str | None = None  # None: generated into the data folder on first run
+    signup: str = "open"  # "open": anyone who can reach the server may sign up; "closed": admins add people
+    session_days: int = 30
+    signin_attempts: int = 5  # failed sign-ins per account per 15 minutes before it must wait
+    signin_attempts_per_address: int = 20  # ... and per client address
+    # abuse limits
+    request_limit_mb: int = 8  # HTTP request bodies
+    frame_limit_kb: int = 64  # suggestion socket frames
+    update_limit_mb: int = 4  # document socket frames (one CRDT update)
+    suggestions_per_minute: int = 120  # per user, all sockets together
+    sockets_per_user: int = 20  # open sockets of both kinds, per user
+    idle_timeout_s: int = 600  # a socket that sends nothing for this long is closed
+
+    def __post_init__(self) -> None:
+        if self.signup not in {"open", "closed"}:
+            raise SettingsError(f"COWRITE_SIGNUP must be 'open' or 'closed', not {self.signup!r}")
+        if self.secret_key is not None and len(self.secret_key) < 16:
+            raise SettingsError("COWRITE_SECRET_KEY must be at least 16 characters")
 
     @property
     def model_cache_dir(self) -> Path:

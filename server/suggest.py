@@ -18,11 +18,13 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette import status
 from starlette.routing import WebSocketRoute
+from starlette.types import Message
 from starlette.websockets import WebSocket
 
-from server.origin import same_origin
+from server.access import admit_socket, close_quietly, too_many_sockets
+from server.errors import WS_4403_FORBIDDEN, WS_4408_IDLE
+from server.limits import LiveSockets, RateLimiter
 from server.protocol import (
-    MAX_FRAME_BYTES,
     Cancel,
     Feedback,
     Prime,
@@ -31,11 +33,10 @@ from server.protocol import (
     parse,
     server_frame,
 )
-from server.users import current_user
-from storage import documents, suggestions
+from server.settings import Settings
+from storage import suggestions
 from storage.database import Store
-from storage.documents import DocumentNotFound
-from storage.models import Outcome, SuggestionCreate
+from storage.models import Outcome, Role, SuggestionCreate
 from streaming.engine import Engine, Generation
 from streaming.errors import InvalidRequest
 from streaming.loader import LoadedModel
@@ -43,7 +44,6 @@ from streaming.params import Completion, GenerationRequest, Status
 
 log = logging.getLogger(__name__)
 
-WS_4404_DOCUMENT_NOT_FOUND = 4404
 OUTBOX_SIZE = 256
 REMEMBERED_IDS = 64  # client ids kept for late feedback
 TIME_BUDGET_S = 20.0
@@ -101,15 +101,30 @@ class SuggestionSocket:
         self.engine: Engine = app.state.engine
         self.store: Store = app.state.store
         self.model: LoadedModel = app.state.model
+        self.limiter: RateLimiter = app.state.suggestion_limiter
+        settings: Settings = app.state.settings
+        self.frame_limit = settings.frame_limit_kb << 10
+        self.idle_timeout_s = settings.idle_timeout_s
         self.document_id = document_id
         self.user = user
         self.session = f"{user}:{document_id}"
         self.live: dict[str, Generation] = {}
         self.stored: OrderedDict[str, int] = OrderedDict()  # client id -> suggestion id
+        self._group: TaskGroup | None = None
+        self.closing: tuple[int, str] | None = None  # set when the server ends the socket
+
+    def role_changed(self, role: Role | None) -> None:
+        """The owner changed this user's role: only editors and the owner get suggestions."""
+        if role is not None and role.allows(Role.EDITOR):
+            return
+        self.closing = (WS_4403_FORBIDDEN, "your access to this document changed")
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
 
     async def serve(self) -> None:
         send, receive = anyio.create_memory_object_stream[Frame](OUTBOX_SIZE)
         async with send, anyio.create_task_group() as group:
+            self._group = group
             group.start_soon(self._write, receive)
             try:
                 await send.send(
@@ -132,15 +147,20 @@ class SuggestionSocket:
 
     async def _read(self, group: TaskGroup, send: MemoryObjectSendStream[Frame]) -> None:
         while True:
-            message = await self.websocket.receive()
+            message: Message | None = None
+            with anyio.move_on_after(self.idle_timeout_s):
+                message = await self.websocket.receive()
+            if message is None:
+                self.closing = (WS_4408_IDLE, f"nothing received for {self.idle_timeout_s} s")
+                return
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
             if text is None:
                 await send.send(ProtocolError("bad_json", "frames must be JSON text").frame())
                 continue
-            if len(text.encode()) > MAX_FRAME_BYTES:
-                await self.websocket.close(status.WS_1009_MESSAGE_TOO_BIG, "frame larger than 64 KiB")
+            if len(text.encode()) > self.frame_limit:
+                self.closing = (status.WS_1009_MESSAGE_TOO_BIG, f"frame larger than {self.frame_limit} bytes")
                 return
             try:
                 request = parse(text)
@@ -156,6 +176,14 @@ class SuggestionSocket:
                 await send.send(error.frame())
 
     def _start(self, message: Suggest, group: TaskGroup, send: MemoryObjectSendStream[Frame]) -> None:
+        wait = self.limiter.take(self.user)
+        if wait > 0:
+            raise ProtocolError(
+                "rate_limited",
+                "too many suggestion requests; wait a moment",
+                message.id,
+                retry_after_ms=round(wait * 1000),
+            )
         request = to_request(message, self.session)
         if request is None:
             # nothing before the cursor to continue: an empty suggestion, at once
@@ -175,8 +203,8 @@ class SuggestionSocket:
 
     def _prime(self, message: Prime, group: TaskGroup) -> None:
         """Prefill the session's KV with the context, generating one token that nobody sees."""
-        if self.live:
-            return  # a suggestion is in flight; it is reading the context already
+        if self.live or self.limiter.take(self.user) > 0:
+            return  # a suggestion is in flight and reading the context already, or too many lately
         request = to_request(Suggest(v=1, type="suggest", id="prime", before=message.before), self.session)
         if request is None:
             return
@@ -267,20 +295,23 @@ class SuggestionSocket:
 
 
 async def suggestion_socket(websocket: WebSocket) -> None:
-    if not same_origin(websocket):
-        log.warning("refused a suggestion socket from origin %s", websocket.headers.get("origin"))
-        await websocket.close(status.WS_1008_POLICY_VIOLATION, "cross-origin connection refused")
+    """Editors and owners only: a viewer's socket is closed with 4403."""
+    admitted = await admit_socket(websocket, Role.EDITOR)
+    if admitted is None:
         return
+    account, _ = admitted
     document_id = websocket.path_params["doc_id"]
-    user = current_user(websocket)
-    store: Store = websocket.app.state.store
-    await websocket.accept()
-    try:
-        await store.run(documents.get_document, document_id, user)
-    except DocumentNotFound:
-        await websocket.close(WS_4404_DOCUMENT_NOT_FOUND, "document not found")
+    socket = SuggestionSocket(websocket, document_id, account.username)
+    sockets: LiveSockets = websocket.app.state.sockets
+    if not sockets.add(account.username, document_id, socket):
+        await too_many_sockets(websocket, account.username, sockets.per_user)
         return
-    await SuggestionSocket(websocket, document_id, user).serve()
+    try:
+        await socket.serve()
+    finally:
+        sockets.remove(account.username, socket)
+    if socket.closing is not None:
+        await close_quietly(websocket, *socket.closing)
 
 
 routes = [WebSocketRoute("/ws/suggest/{doc_id}", suggestion_socket)]

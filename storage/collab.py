@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
-from storage.documents import keep_revision, load_document
+from storage.documents import DocumentNotFound, keep_revision
 from storage.models import CrdtUpdate, Document, utcnow
 
 
@@ -28,9 +28,12 @@ def count_updates(session: Session, document_id: str) -> int:
     )
 
 
-def load_updates(session: Session, document_id: str, owner: str) -> tuple[list[bytes], str]:
-    """The document's log in order, and its stored text (to seed a document that has no log yet)."""
-    document = load_document(session, document_id, owner)
+def load_updates(session: Session, document_id: str) -> tuple[list[bytes], str]:
+    """The document's log in order, and its stored text (to seed a document that has no log yet).
+    Who may open it is decided before, in `server/`."""
+    document = session.get(Document, document_id)
+    if document is None:
+        raise DocumentNotFound(document_id)
     rows = session.exec(
         select(CrdtUpdate.data).where(CrdtUpdate.document_id == document_id).order_by(col(CrdtUpdate.id))
     ).all()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from storage.models import (
     Document,
     DocumentCreate,
     DocumentRead,
     DocumentSummary,
+    Membership,
     Revision,
     RevisionRead,
+    Role,
     as_utc,
     utcnow,
 )
@@ -25,15 +27,35 @@ class DocumentNotFound(LookupError):
     """No document with that id (or none that this user may see)."""
 
 
-def list_documents(session: Session, owner: str) -> list[DocumentSummary]:
+def role_of(session: Session, document_id: str, username: str) -> Role | None:
+    """The user's role in the document; None when it does not exist or they are not a member."""
+    document = session.get(Document, document_id)
+    if document is None:
+        return None
+    if document.owner == username:
+        return Role.OWNER
+    membership = session.get(Membership, (document_id, username))
+    return None if membership is None else Role(membership.role)
+
+
+def list_documents(session: Session, username: str) -> list[DocumentSummary]:
+    """The user's own documents and those shared with them, most recently changed first."""
+    shared = select(Membership.document_id).where(Membership.username == username)
     rows = session.exec(
-        select(Document).where(Document.owner == owner).order_by(col(Document.updated_at).desc())
+        select(Document)
+        .where(or_(Document.owner == username, col(Document.id).in_(shared)))
+        .order_by(col(Document.updated_at).desc())
     ).all()
+    memberships = {
+        m.document_id: Role(m.role)
+        for m in session.exec(select(Membership).where(Membership.username == username)).all()
+    }
     return [
         DocumentSummary(
             id=d.id,
             title=d.title,
             owner=d.owner,
+            role=Role.OWNER if d.owner == username else memberships[d.id],
             created_at=d.created_at,
             updated_at=d.updated_at,
             chars=len(d.text),
@@ -47,28 +69,35 @@ def create_document(session: Session, data: DocumentCreate, owner: str) -> Docum
     document = Document(title=data.title.strip() or "Untitled", owner=owner)
     session.add(document)
     session.flush()
-    return DocumentRead.model_validate(document, from_attributes=True)
+    return _read(document, Role.OWNER)
 
 
-def load_document(session: Session, document_id: str, owner: str) -> Document:
+def load_document(session: Session, document_id: str, user: str) -> Document:
+    """The document, if `user` may at least read it; DocumentNotFound otherwise, whichever the
+    reason, so that nobody learns which ids exist. Roles beyond reading are checked in `server/`."""
     document = session.get(Document, document_id)
-    if document is None or document.owner != owner:
+    if document is None or role_of(session, document_id, user) is None:
         raise DocumentNotFound(document_id)
     return document
 
 
-def get_document(session: Session, document_id: str, owner: str) -> DocumentRead:
-    return DocumentRead.model_validate(load_document(session, document_id, owner), from_attributes=True)
+def get_document(session: Session, document_id: str, user: str) -> DocumentRead:
+    document = load_document(session, document_id, user)
+    role = role_of(session, document_id, user)
+    assert role is not None
+    return _read(document, role)
 
 
-def rename_document(session: Session, document_id: str, owner: str, title: str) -> DocumentRead:
+def rename_document(session: Session, document_id: str, user: str, title: str) -> None:
     """Change the title. The text changes only through the live document (`storage.collab`)."""
-    document = load_document(session, document_id, owner)
+    document = load_document(session, document_id, user)
     document.title = title.strip() or document.title
     document.updated_at = utcnow()
     session.add(document)
-    session.flush()
-    return DocumentRead.model_validate(document, from_attributes=True)
+
+
+def _read(document: Document, role: Role) -> DocumentRead:
+    return DocumentRead.model_validate({**document.model_dump(), "role": role})
 
 
 def keep_revision(session: Session, document: Document, reason: str) -> None:

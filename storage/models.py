@@ -1,4 +1,5 @@
-"""Cowrite's tables: documents, their saved revisions, and every suggestion's history.
+"""Cowrite's tables: accounts and their sessions, documents with their members and share links,
+saved revisions, every suggestion's history, and the CRDT update log.
 
 Entities follow SQLModel's split: `XBase` (shared fields), `X` (the table), `XCreate`, `XRead`, `XUpdate`.
 """
@@ -16,7 +17,8 @@ from sqlmodel import Field, SQLModel
 
 TITLE_MAX = 200
 TEXT_MAX = 2_000_000
-LOCAL_USER = "local"
+LOCAL_USER = "local"  # the owner of documents written before accounts existed
+USERNAME_MAX = 32
 
 
 def utcnow() -> datetime:
@@ -54,6 +56,51 @@ class Outcome(enum.StrEnum):
     ERROR = "error"
 
 
+class Role(enum.StrEnum):
+    """What a person may do with a document; each role may do everything the ones below it may."""
+
+    VIEWER = "viewer"  # read the text, see who is there
+    EDITOR = "editor"  # change the text and title, get suggestions, restore revisions
+    OWNER = "owner"  # delete, and decide who else may read or write
+
+    @property
+    def rank(self) -> int:
+        return ("viewer", "editor", "owner").index(self.value)
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    username: str = Field(sa_column=Column(String(USERNAME_MAX), primary_key=True))
+    password_hash: str = Field(sa_column=Column(Text, nullable=False))  # argon2, never the password
+    is_admin: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UserRead(SQLModel):
+    username: str
+    is_admin: bool
+
+
+class AuthSession(SQLModel, table=True):
+    """A signed-in browser. The cookie carries the id; the table keeps only its SHA-256."""
+
+    __tablename__ = "sessions"
+
+    id_hash: str = Field(sa_column=Column(String(64), primary_key=True))
+    username: str = Field(
+        sa_column=Column(
+            String(USERNAME_MAX), ForeignKey("users.username", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    address: str = Field(default="", max_length=64)
+
+
 class DocumentBase(SQLModel):
     title: str = Field(default="Untitled", max_length=TITLE_MAX)
 
@@ -85,6 +132,7 @@ class DocumentUpdate(SQLModel):
 class DocumentRead(DocumentBase):
     id: str
     owner: str
+    role: Role = Role.OWNER  # the reader's role
     text: str
     version: int
     created_at: UTCDateTime
@@ -96,10 +144,66 @@ class DocumentSummary(DocumentBase):
 
     id: str
     owner: str
+    role: Role
     created_at: UTCDateTime
     updated_at: UTCDateTime
     chars: int
     preview: str
+
+
+class Membership(SQLModel, table=True):
+    """Someone other than the owner who may read (viewer) or write (editor) a document."""
+
+    __tablename__ = "memberships"
+
+    document_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    )
+    username: str = Field(
+        sa_column=Column(
+            String(USERNAME_MAX),
+            ForeignKey("users.username", ondelete="CASCADE"),
+            primary_key=True,
+            index=True,
+        )
+    )
+    role: str = Field(max_length=8)
+    added_at: datetime = Field(default_factory=utcnow)
+
+
+class MemberRead(SQLModel):
+    username: str
+    role: Role
+    added_at: UTCDateTime
+
+
+class ShareLink(SQLModel, table=True):
+    """A link that makes whoever opens it (signed in) a member with `role`; the table keeps the
+    token's SHA-256 only, so the token is shown once, when the link is made."""
+
+    __tablename__ = "share_links"
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: str = Field(
+        sa_column=Column(
+            String(32), ForeignKey("documents.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
+    token_hash: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
+    role: str = Field(max_length=8)
+    created_by: str = Field(max_length=USERNAME_MAX)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ShareLinkRead(SQLModel):
+    id: int
+    role: Role
+    created_at: UTCDateTime
+    expires_at: UTCDateTime | None
+    revoked: bool
+    expired: bool
 
 
 class Revision(SQLModel, table=True):

@@ -48,11 +48,12 @@ def record_feedback(
     session.add(suggestion)
 
 
-def list_suggestions(session: Session, document_id: str, owner: str) -> list[SuggestionRead]:
-    load_document(session, document_id, owner)
+def list_suggestions(session: Session, document_id: str, user: str) -> list[SuggestionRead]:
+    """The user's own suggestions in a document: until accepted, a suggestion is private."""
+    load_document(session, document_id, user)
     rows = session.exec(
         select(Suggestion)
-        .where(Suggestion.document_id == document_id)
+        .where(Suggestion.document_id == document_id, Suggestion.user == user)
         .order_by(col(Suggestion.id).desc())
         .limit(HISTORY_LIMIT)
     ).all()

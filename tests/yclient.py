@@ -40,8 +40,14 @@ def decode_state_vector(state: bytes) -> dict[int, int]:
 class YClient:
     """One collaborator: `text` is its view of the document; edit it inside `edit()`."""
 
-    def __init__(self, url: str, on_update: Callable[[YClient], None] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        on_update: Callable[[YClient], None] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.url = url
+        self.headers = headers or {}
         self.doc: Doc[Text] = Doc()
         self.text = self.doc.get("content", type=Text)
         self.server_state: dict[int, int] = {}
@@ -58,7 +64,7 @@ class YClient:
         self._socket: Any = None
 
     async def __aenter__(self) -> YClient:
-        self._socket = await websockets.connect(self.url, max_size=2**24)
+        self._socket = await websockets.connect(self.url, max_size=2**24, additional_headers=self.headers)
         self.doc.observe(self._local_update)
         await self._socket.send(create_sync_message(self.doc))
         self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._write())]

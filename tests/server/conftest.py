@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.settings import Settings
 from streaming.loader import LoadedModel
+from tests.accounts import sign_in_client
 
 
 @pytest.fixture
@@ -21,5 +22,7 @@ def app_settings(settings: Settings, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(app_settings: Settings, loaded_model: LoadedModel) -> Iterator[TestClient]:
+    """A client signed in as "alice", sending this server's Origin like a browser's page would."""
     with TestClient(create_app(app_settings, loaded_model)) as test_client:
+        sign_in_client(test_client, "alice")
         yield test_client

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from server.app import create_app
 from server.settings import Settings
 from streaming.loader import LoadedModel
+from tests.accounts import account
 from tests.conftest import serve
 from tests.yclient import YClient
 
@@ -30,14 +31,14 @@ def live(
     app = create_app(
         replace(settings, data_dir=tmp_path_factory.mktemp("collab"), database_url=None), loaded_model
     )
-    with serve(app) as url:
-        yield url, app
+    with serve(app) as url, httpx.Client(base_url=url) as http:
+        yield url, app, account(http, "alice")
 
 
-def new_document(url: str, text: str = "") -> str:
-    document = httpx.post(f"{url}/api/documents", json={"title": "Shared"}).json()
+def new_document(url: str, alice: dict[str, str], text: str = "") -> str:
+    document = httpx.post(f"{url}/api/documents", json={"title": "Shared"}, headers=alice).json()
     if text:
-        httpx.patch(f"{url}/api/documents/{document['id']}", json={"text": text})
+        httpx.patch(f"{url}/api/documents/{document['id']}", json={"text": text}, headers=alice)
     return str(document["id"])
 
 
@@ -45,13 +46,13 @@ def socket_url(url: str, document_id: str) -> str:
     return url.replace("http", "ws", 1) + f"/ws/doc/{document_id}"
 
 
-def stored_text(url: str, document_id: str) -> str:
-    text: str = httpx.get(f"{url}/api/documents/{document_id}").json()["text"]
+def stored_text(url: str, alice: dict[str, str], document_id: str) -> str:
+    text: str = httpx.get(f"{url}/api/documents/{document_id}", headers=alice).json()["text"]
     return text
 
 
-async def wait_stored(url: str, document_id: str, expected: str) -> None:
-    async with asyncio.timeout(10), httpx.AsyncClient(base_url=url) as http:
+async def wait_stored(url: str, alice: dict[str, str], document_id: str, expected: str) -> None:
+    async with asyncio.timeout(10), httpx.AsyncClient(base_url=url, headers=alice) as http:
         # the plain text is saved beside the log on a schedule; there is no event to wait on
         while (await http.get(f"/api/documents/{document_id}")).json()["text"] != expected:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -67,11 +68,11 @@ edits = st.lists(
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(edits, min_size=2, max_size=4))
 def test_concurrent_random_edits_converge_to_the_stored_text(live: Any, scripts: list[Any]) -> None:
-    url, app = live
-    document_id = new_document(url, "The start.")
+    url, app, alice = live
+    document_id = new_document(url, alice, "The start.")
 
     async def run() -> None:
-        clients = [YClient(socket_url(url, document_id)) for _ in scripts]
+        clients = [YClient(socket_url(url, document_id), headers=alice) for _ in scripts]
         for client in clients:
             await client.__aenter__()
         try:
@@ -98,7 +99,7 @@ def test_concurrent_random_edits_converge_to_the_stored_text(live: Any, scripts:
             server_text = str(app.state.rooms.get(document_id).text)
             for client in clients:
                 await client.wait_for(lambda c: str(c.text) == server_text)
-            await wait_stored(url, document_id, server_text)
+            await wait_stored(url, alice, document_id, server_text)
         finally:
             for client in clients:
                 await client.__aexit__(None, None, None)
@@ -107,19 +108,19 @@ def test_concurrent_random_edits_converge_to_the_stored_text(live: Any, scripts:
 
 
 async def test_a_document_from_before_co_editing_is_seeded_from_its_text(live: Any) -> None:
-    url, _ = live
-    document_id = new_document(url, "Written before the CRDT.")
-    async with YClient(socket_url(url, document_id)) as client:
+    url, _, alice = live
+    document_id = new_document(url, alice, "Written before the CRDT.")
+    async with YClient(socket_url(url, document_id), headers=alice) as client:
         await asyncio.wait_for(client.synced.wait(), 10)
         assert str(client.text) == "Written before the CRDT."
 
 
 async def test_an_api_edit_reaches_connected_clients(live: Any) -> None:
-    url, _ = live
-    document_id = new_document(url, "Café one two three.")
-    async with YClient(socket_url(url, document_id)) as client:
+    url, _, alice = live
+    document_id = new_document(url, alice, "Café one two three.")
+    async with YClient(socket_url(url, document_id), headers=alice) as client:
         await asyncio.wait_for(client.synced.wait(), 10)
-        async with httpx.AsyncClient(base_url=url) as http:
+        async with httpx.AsyncClient(base_url=url, headers=alice) as http:
             response = await http.patch(
                 f"/api/documents/{document_id}", json={"text": "Café one 2 three — ✓"}
             )
@@ -128,10 +129,10 @@ async def test_an_api_edit_reaches_connected_clients(live: Any) -> None:
 
 
 async def test_someone_who_leaves_disappears_from_awareness(live: Any) -> None:
-    url, _ = live
-    document_id = new_document(url)
-    async with YClient(socket_url(url, document_id)) as watcher:
-        async with YClient(socket_url(url, document_id)) as leaver:
+    url, _, alice = live
+    document_id = new_document(url, alice)
+    async with YClient(socket_url(url, document_id), headers=alice) as watcher:
+        async with YClient(socket_url(url, document_id), headers=alice) as leaver:
             await leaver.set_awareness({"user": {"name": "Ann", "color": "#c33"}}, clock=1)
             await watcher.wait_for(lambda c: leaver.client_id in c.awareness)
             assert watcher.awareness[leaver.client_id]["user"]["name"] == "Ann"
@@ -139,9 +140,9 @@ async def test_someone_who_leaves_disappears_from_awareness(live: Any) -> None:
 
 
 async def test_the_log_compacts_into_a_snapshot_with_the_same_state(live: Any) -> None:
-    url, app = live
-    document_id = new_document(url)
-    async with YClient(socket_url(url, document_id)) as writer:
+    url, app, alice = live
+    document_id = new_document(url, alice)
+    async with YClient(socket_url(url, document_id), headers=alice) as writer:
         await asyncio.wait_for(writer.synced.wait(), 10)
         for word in "the log grows by one entry per edit".split():
             writer.text.insert(len(str(writer.text)), word + " ")
@@ -153,28 +154,28 @@ async def test_the_log_compacts_into_a_snapshot_with_the_same_state(live: Any) -
         assert room.log_entries == 1
         expected = str(writer.text)
     app.state.rooms._rooms.pop(document_id)  # the next client reloads the room from the database
-    async with YClient(socket_url(url, document_id)) as reader:
+    async with YClient(socket_url(url, document_id), headers=alice) as reader:
         await asyncio.wait_for(reader.synced.wait(), 10)
         assert str(reader.text) == expected
 
 
 async def test_a_malformed_update_closes_the_socket_and_changes_nothing(live: Any) -> None:
-    url, _ = live
-    document_id = new_document(url, "Intact.")
-    async with YClient(socket_url(url, document_id)) as attacker:
+    url, _, alice = live
+    document_id = new_document(url, alice, "Intact.")
+    async with YClient(socket_url(url, document_id), headers=alice) as attacker:
         await asyncio.wait_for(attacker.synced.wait(), 10)
         garbage = bytes([0, 2]) + bytes([7]) + bytes(random.Random(1).randrange(256) for _ in range(7))
         await attacker.send_raw(garbage)
         await attacker.wait_for(lambda c: c.closed is not None)
         assert attacker.closed == 1007
-    async with YClient(socket_url(url, document_id)) as reader:
+    async with YClient(socket_url(url, document_id), headers=alice) as reader:
         await asyncio.wait_for(reader.synced.wait(), 10)
         assert str(reader.text) == "Intact."
-    assert stored_text(url, document_id) == "Intact."
+    assert stored_text(url, alice, document_id) == "Intact."
 
 
 async def test_a_socket_to_a_missing_document_is_closed(live: Any) -> None:
-    url, _ = live
-    async with YClient(socket_url(url, "nope")) as client:
+    url, _, alice = live
+    async with YClient(socket_url(url, "nope"), headers=alice) as client:
         await client.wait_for(lambda c: c.closed is not None)
     assert client.closed == 4404

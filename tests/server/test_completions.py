@@ -17,6 +17,7 @@ from server.settings import Settings
 from streaming.engine import Engine
 from streaming.loader import LoadedModel
 from streaming.params import Status
+from tests.accounts import account, sign_in_client
 from tests.conftest import serve, wait_until
 
 PROMPT = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
@@ -115,6 +116,7 @@ def test_a_body_that_is_not_json_is_rejected(client: TestClient) -> None:
 def test_a_full_queue_answers_503(app_settings: Settings, loaded_model: LoadedModel) -> None:
     tight = replace(app_settings, max_queue=0)
     with TestClient(create_app(tight, loaded_model)) as client:
+        sign_in_client(client, "alice")
         response = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4})
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
@@ -124,30 +126,32 @@ def test_a_full_queue_answers_503(app_settings: Settings, loaded_model: LoadedMo
 @pytest.fixture
 def live_server(app_settings: Settings, loaded_model: LoadedModel) -> Iterator[tuple[str, Any]]:
     app = create_app(app_settings, loaded_model)
-    with serve(app) as url:
-        yield url, app
+    with serve(app) as url, httpx.Client(base_url=url) as http:
+        yield url, app, account(http, "alice")
 
 
-def test_a_streaming_client_that_disconnects_cancels_its_generation(live_server: tuple[str, Any]) -> None:
-    url, app = live_server
+def test_a_streaming_client_that_disconnects_cancels_its_generation(live_server: Any) -> None:
+    url, app, alice = live_server
     engine: Engine = app.state.engine
     body = {"prompt": PROMPT, "max_tokens": 500, "temperature": 0, "stream": True}
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=alice) as http:
         with http.stream("POST", "/v1/completions", json=body) as response:
             next(response.iter_lines())  # the first token has arrived
         # leaving the block closes the connection mid-generation
     assert_cancelled_mid_generation(url, engine)
 
 
-def test_a_waiting_client_that_disconnects_cancels_its_generation(live_server: tuple[str, Any]) -> None:
-    url, app = live_server
+def test_a_waiting_client_that_disconnects_cancels_its_generation(live_server: tuple[str, Any, Any]) -> None:
+    url, app, alice = live_server
     engine: Engine = app.state.engine
     body = json.dumps({"prompt": PROMPT, "max_tokens": 500, "temperature": 0}).encode()
     port = int(url.rsplit(":", 1)[1])
     # a raw socket: an HTTP client library would block until the whole answer's headers arrive
     with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
         raw.sendall(
-            b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"POST /v1/completions HTTP/1.1\r\nHost: {url.removeprefix('http://')}\r\n".encode()
+            + f"Cookie: {alice['cookie']}\r\nOrigin: {alice['origin']}\r\n".encode()
+            + b"Content-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )

@@ -75,7 +75,7 @@ def test_bad_changes_are_rejected_and_the_document_is_intact(
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith(field)
     after = client.get(f"/api/documents/{document['id']}").json()
-    assert (after["title"], after["text"], after["owner"]) == ("Chapter One", "Precious words.", "local")
+    assert (after["title"], after["text"], after["owner"]) == ("Chapter One", "Precious words.", "alice")
 
 
 def test_a_body_that_is_not_json_is_rejected(client: TestClient) -> None:

@@ -9,8 +9,8 @@ import pytest
 from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
+from server.errors import WS_4404_DOCUMENT_NOT_FOUND
 from server.protocol import MAX_FRAME_BYTES
-from server.suggest import WS_4404_DOCUMENT_NOT_FOUND
 
 BEFORE = "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be"
 pytestmark = pytest.mark.timeout(120)

@@ -6,15 +6,17 @@ from datetime import datetime
 
 from sqlalchemy import inspect, text
 
+from storage import accounts, documents
 from storage.database import Store, current_revision, make_engine, upgrade
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 async def test_start_upgrades_an_empty_database(database_url: str) -> None:
     async with Store(database_url) as store:
         tables = set(inspect(store.engine).get_table_names())
-        assert {"documents", "revisions", "suggestions", "alembic_version"} <= tables
+        expected = {"documents", "revisions", "suggestions", "crdt_updates", "users", "sessions"}
+        assert expected | {"memberships", "share_links", "alembic_version"} <= tables
         assert current_revision(store.engine) == HEAD
 
 
@@ -41,6 +43,10 @@ async def test_a_database_at_the_previous_revision_keeps_its_documents(database_
             ).one()
             assert tuple(row) == ("Old draft", "Kept words.", 3)
             assert connection.execute(text("SELECT count(*) FROM suggestions")).scalar() == 0
+        # the first account adopts the documents written before accounts existed
+        first = await store.run(accounts.create_user, "ann", "argon2-hash-here")
+        assert first.is_admin
+        assert [d.title for d in await store.run(documents.list_documents, "ann")] == ["Old draft"]
 
 
 async def test_sqlite_runs_in_wal_mode(tmp_path: object) -> None:

@@ -1,0 +1,88 @@
+"""Who may do what to a document: every route and socket asks here before it acts.
+
+A non-member is told the document does not exist (404 / close 4404), the same answer as for a
+missing one; a member whose role falls short is told so (403 / close 4403).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from starlette import status
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from server.auth import Account, signed_in
+from server.errors import (
+    WS_4401_UNAUTHENTICATED,
+    WS_4403_FORBIDDEN,
+    WS_4404_DOCUMENT_NOT_FOUND,
+    WS_4429_TOO_MANY_SOCKETS,
+    Forbidden,
+    Unauthenticated,
+)
+from server.origin import same_origin
+from storage import documents
+from storage.database import Store
+from storage.documents import DocumentNotFound
+from storage.models import Role
+
+audit = logging.getLogger("cowrite.audit")
+
+NEEDS = {
+    Role.VIEWER: "read this document",
+    Role.EDITOR: "change this document (you can only view it)",
+    Role.OWNER: "do this (only the document's owner can)",
+}
+
+
+async def authorize(conn: HTTPConnection, document_id: str, needed: Role) -> tuple[Account, Role]:
+    """The signed-in account and its role in the document, if that role allows `needed`.
+
+    Raises Unauthenticated, DocumentNotFound (not a member, or no such document) or Forbidden.
+    """
+    account = signed_in(conn)
+    store: Store = conn.app.state.store
+    role = await store.run(documents.role_of, document_id, account.username)
+    if role is None:
+        raise DocumentNotFound(document_id)
+    if not role.allows(needed):
+        raise Forbidden(f"you are a {role} here and cannot {NEEDS[needed]}")
+    return account, role
+
+
+async def admit_socket(websocket: WebSocket, needed: Role) -> tuple[Account, Role] | None:
+    """Check a socket's handshake: its Origin, its session, the user's role in the document.
+
+    A cross-origin handshake is refused outright (1008). Otherwise the socket is accepted, and
+    if the user may not be here it is closed at once with a code the page can act on: 4401 (sign
+    in), 4404 (no such document, or not a member), 4403 (the role falls short). None then.
+    """
+    if not same_origin(websocket):
+        audit.warning(
+            "refused a socket to %s from origin %s", websocket.url.path, websocket.headers.get("origin")
+        )
+        await websocket.close(status.WS_1008_POLICY_VIOLATION, "cross-origin connection refused")
+        return None
+    await websocket.accept()
+    try:
+        return await authorize(websocket, websocket.path_params["doc_id"], needed)
+    except Unauthenticated:
+        await close_quietly(websocket, WS_4401_UNAUTHENTICATED, "sign in first")
+    except DocumentNotFound:
+        await close_quietly(websocket, WS_4404_DOCUMENT_NOT_FOUND, "document not found")
+    except Forbidden as exc:
+        await close_quietly(websocket, WS_4403_FORBIDDEN, exc.message)
+    return None
+
+
+async def too_many_sockets(websocket: WebSocket, username: str, limit: int) -> None:
+    audit.warning("refused a socket to %s: %s has %d open", websocket.url.path, username, limit)
+    await close_quietly(websocket, WS_4429_TOO_MANY_SOCKETS, f"at most {limit} open connections per user")
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close with a code; a client that has gone already needs no closing."""
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        await websocket.close(code, reason)

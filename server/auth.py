@@ -1,0 +1,307 @@
+"""Accounts and sessions: argon2 passwords, a signed session cookie, sign-up / sign-in / sign-out.
+
+The cookie holds a random session id and its HMAC under the server's secret key; the database
+keeps only the id's SHA-256, so neither a stolen database nor a forged cookie signs anyone in.
+Signing in always issues a new id (and ends the browser's previous one).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server.errors import Unauthenticated, api_error, invalid, read_json
+from server.limits import AttemptLimiter
+from server.settings import Settings
+from storage import accounts
+from storage.accounts import UsernameTaken
+from storage.database import Store
+from storage.models import UserRead, utcnow
+
+audit = logging.getLogger("cowrite.audit")
+
+COOKIE = "cowrite_session"
+SECRET_FILE = "secret_key"
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
+USERNAME_RULE = "2 to 32 characters: lowercase letters, digits, '_', '.', '-'; first a letter or digit"
+PASSWORD_MIN, PASSWORD_MAX = 8, 1024  # the upper bound keeps hashing cheap to refuse
+PUBLIC_PREFIXES = ("/static/", "/healthz")
+
+hasher = PasswordHasher()
+# verified against when the username is unknown, so that answer takes as long as a wrong password
+_DUMMY_HASH = hasher.hash(secrets.token_hex(16))
+
+
+def hash_password(password: str) -> str:
+    return hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def load_secret_key(settings: Settings) -> bytes:
+    """The key that signs cookies: the setting if given, else a file in the data folder, made
+    (readable by its owner only) on first run."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    path = Path(settings.data_dir) / SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()
+
+
+def session_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CookieSigner:
+    key: bytes
+
+    def sign(self, session_id: str) -> str:
+        return f"{session_id}.{self._mac(session_id)}"
+
+    def unsign(self, value: str) -> str | None:
+        """The session id, if the value carries this server's signature."""
+        session_id, _, mac = value.rpartition(".")
+        if not session_id or not hmac.compare_digest(mac, self._mac(session_id)):
+            return None
+        return session_id
+
+    def _mac(self, session_id: str) -> str:
+        digest = hmac.new(self.key, session_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+class Account(BaseUser):
+    """A signed-in user, as Starlette's `request.user`."""
+
+    def __init__(self, user: UserRead, session_hash: str) -> None:
+        self.username = user.username
+        self.is_admin = user.is_admin
+        self.session_hash = session_hash
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.username
+
+    def public(self) -> dict[str, Any]:
+        return {"username": self.username, "is_admin": self.is_admin}
+
+
+class SessionBackend(AuthenticationBackend):
+    """Reads the session cookie of every request and socket handshake."""
+
+    def __init__(self, signer: CookieSigner) -> None:
+        self.signer = signer
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        raw = conn.cookies.get(COOKIE)
+        if not raw or conn.url.path.startswith(PUBLIC_PREFIXES):
+            return None
+        session_id = self.signer.unsign(raw)
+        if session_id is None:
+            return None
+        store: Store = conn.app.state.store
+        digest = session_hash(session_id)
+        user = await store.run(accounts.session_user, digest)
+        if user is None:
+            return None
+        return AuthCredentials(["authenticated"]), Account(user, digest)
+
+
+def signed_in(conn: HTTPConnection) -> Account:
+    """The connection's account; Unauthenticated (401, or close 4401) when there is none."""
+    user = conn.scope.get("user")
+    if not isinstance(user, Account):
+        raise Unauthenticated()
+    return user
+
+
+def client_address(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client else "unknown"
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(max_length=64)
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+
+    @field_validator("username")
+    @classmethod
+    def normal_username(cls, value: str) -> str:
+        return value.strip().lower()
+
+
+class NewAccount(Credentials):
+    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+    @field_validator("username")
+    @classmethod
+    def valid_username(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not USERNAME.match(value):
+            raise ValueError(USERNAME_RULE)
+        return value
+
+
+def validate_username(username: str) -> str:
+    """The normal form of a username, or ValueError saying what is allowed (the admin command)."""
+    try:
+        return NewAccount(username=username, password="x" * PASSWORD_MIN).username
+    except ValidationError as exc:
+        raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+def validate_password(password: str) -> str:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise ValueError(f"a password has {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+    return password
+
+
+# handlers
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+async def status(request: Request) -> Response:
+    """Public: who is signed in, whether sign-up is open, whether any account exists yet."""
+    user = request.scope.get("user")
+    count = await _store(request).run(accounts.count_users)
+    return JSONResponse(
+        {
+            "user": user.public() if isinstance(user, Account) else None,
+            "signup": "open" if _settings(request).signup == "open" or count == 0 else "closed",
+            "first_run": count == 0,
+        }
+    )
+
+
+async def signup(request: Request) -> Response:
+    try:
+        data = NewAccount.model_validate(await read_json(request))
+    except (ValidationError, ValueError) as exc:
+        return invalid(exc)
+    store = _store(request)
+    if _settings(request).signup != "open" and await store.run(accounts.count_users) > 0:
+        return api_error(403, "signup_closed", "sign-up is closed here; ask an admin for an account")
+    try:
+        user = await store.run(accounts.create_user, data.username, hash_password(data.password))
+    except UsernameTaken:
+        return api_error(409, "username_taken", "that username is taken")
+    audit.info("signup user=%s address=%s admin=%s", user.username, client_address(request), user.is_admin)
+    response = JSONResponse({"user": user.model_dump()}, status_code=201)
+    await _start_session(request, response, user.username)
+    return response
+
+
+async def signin(request: Request) -> Response:
+    try:
+        data = Credentials.model_validate(await read_json(request))
+    except (ValidationError, ValueError) as exc:
+        return invalid(exc)
+    limiter: AttemptLimiter = request.app.state.signin_limiter
+    address = client_address(request)
+    keys = (f"account:{data.username}", f"address:{address}")
+    wait = limiter.retry_after(*keys)
+    if wait > 0:
+        audit.warning("signin refused (rate limited) user=%s address=%s", data.username, address)
+        message = f"too many sign-in attempts; try again in {wait} s"
+        body = {"error": {"code": "rate_limited", "message": message, "retry_after_s": wait}}
+        return JSONResponse(body, status_code=429, headers={"retry-after": str(wait)})
+    user = await _store(request).run(accounts.get_user, data.username)
+    ok = verify_password(user.password_hash if user else _DUMMY_HASH, data.password) and user is not None
+    if not ok or user is None:
+        limiter.record_failure(*keys)
+        audit.warning("signin failed user=%s address=%s", data.username, address)
+        return api_error(401, "bad_credentials", "wrong username or password")
+    limiter.forget(keys[0])
+    audit.info("signin user=%s address=%s", user.username, address)
+    response = JSONResponse({"user": {"username": user.username, "is_admin": user.is_admin}})
+    await _start_session(request, response, user.username)
+    return response
+
+
+async def signout(request: Request) -> Response:
+    user = request.scope.get("user")
+    response = Response(status_code=204)
+    if isinstance(user, Account):
+        await _store(request).run(accounts.end_session, user.session_hash)
+        audit.info("signout user=%s", user.username)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
+    return response
+
+
+async def _start_session(request: Request, response: Response, username: str) -> None:
+    """A fresh session id for this browser, as a signed HttpOnly cookie; the old id stops working."""
+    settings = _settings(request)
+    session_id = secrets.token_urlsafe(32)
+    previous = request.scope.get("user")
+    lifetime = timedelta(days=settings.session_days)
+    await _store(request).run(
+        accounts.start_session,
+        session_hash(session_id),
+        username,
+        utcnow() + lifetime,
+        client_address(request),
+        previous.session_hash if isinstance(previous, Account) else None,
+    )
+    signer: CookieSigner = request.app.state.signer
+    response.set_cookie(
+        COOKIE,
+        signer.sign(session_id),
+        max_age=int(lifetime.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+
+
+routes = [
+    Route("/api/auth/status", status, methods=["GET"]),
+    Route("/api/auth/signup", signup, methods=["POST"]),
+    Route("/api/auth/signin", signin, methods=["POST"]),
+    Route("/api/auth/signout", signout, methods=["POST"]),
+]

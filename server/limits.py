@@ -1,0 +1,152 @@
+"""Abuse limits: sign-in attempts, suggestions per minute, open sockets per user, request size.
+
+All counters live in this process's memory: they reset on restart and are per replica.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from typing import Protocol
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.errors import RequestTooLarge, api_error
+from storage.models import Role
+
+Clock = Callable[[], float]
+
+
+class AttemptLimiter:
+    """At most `limit` failures per key in a sliding `window_s`; beyond that, wait."""
+
+    def __init__(self, limits: dict[str, int], window_s: float, clock: Clock = time.monotonic) -> None:
+        self.limits = limits  # key prefix ("account", "address") -> failures allowed
+        self.window_s = window_s
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def retry_after(self, *keys: str) -> int:
+        """Seconds until an attempt under all these keys is allowed again; 0 when it is now."""
+        now = self.clock()
+        wait = 0.0
+        for key in keys:
+            failures = self._recent(key, now)
+            limit = self.limits[key.split(":", 1)[0]]
+            if len(failures) >= limit:
+                wait = max(wait, failures[-limit] + self.window_s - now)
+        return math.ceil(wait)
+
+    def record_failure(self, *keys: str) -> None:
+        now = self.clock()
+        for key in keys:
+            self._recent(key, now)
+            self._failures.setdefault(key, deque()).append(now)
+
+    def forget(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        failures = self._failures.get(key)
+        if failures is None:
+            return deque()
+        while failures and failures[0] <= now - self.window_s:
+            failures.popleft()
+        if not failures:
+            del self._failures[key]  # the table does not grow with every address that once failed
+        return failures
+
+
+class RateLimiter:
+    """A token bucket per key: `per_minute` a minute on average, bursts up to `per_minute`."""
+
+    def __init__(self, per_minute: int, clock: Clock = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+
+    def take(self, key: str) -> float:
+        """Take one; returns 0 when allowed, else the seconds until one is available."""
+        now = self.clock()
+        rate = self.per_minute / 60.0
+        tokens, when = self._buckets.get(key, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - when) * rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / rate if rate > 0 else math.inf
+
+
+class Revocable(Protocol):
+    """An open socket that learns when its user's role in its document changes."""
+
+    def role_changed(self, role: Role | None) -> None: ...
+
+
+class LiveSockets:
+    """The open sockets of every user: capped per user, and told when a role changes."""
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self._by_user: defaultdict[str, dict[Revocable, str]] = defaultdict(dict)  # socket -> document
+
+    def add(self, user: str, document_id: str, socket: Revocable) -> bool:
+        """Count a new socket; False (and not counted) when the user has `per_user` open already."""
+        sockets = self._by_user[user]
+        if len(sockets) >= self.per_user:
+            return False
+        sockets[socket] = document_id
+        return True
+
+    def remove(self, user: str, socket: Revocable) -> None:
+        sockets = self._by_user.get(user)
+        if sockets is not None:
+            sockets.pop(socket, None)
+            if not sockets:
+                del self._by_user[user]
+
+    def count(self, user: str) -> int:
+        return len(self._by_user.get(user, {}))
+
+    def role_changed(self, document_id: str, user: str, role: Role | None) -> None:
+        for socket, where in list(self._by_user.get(user, {}).items()):
+            if where == document_id:
+                socket.role_changed(role)
+
+    def document_gone(self, document_id: str) -> None:
+        for user in list(self._by_user):
+            self.role_changed(document_id, user, None)
+
+
+class BodyLimit:
+    """413 for a request body over `limit` bytes, whether it says its length or streams it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self.too_large()(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise RequestTooLarge()
+            return message
+
+        await self.app(scope, counted, send)
+
+    def too_large(self) -> ASGIApp:
+        return api_error(413, "too_large", f"the request body is over {self.limit} bytes")
