@@ -1,4 +1,5 @@
-// The JSON API client both pages use: one place that turns HTTP failures into ApiError.
+// The JSON API client every page uses: one place that turns HTTP failures into ApiError, and
+// sends a writer whose session has ended back to the sign-in page.
 
 /** An API call that failed: the server's error code and message, or a network failure. */
 export class ApiError extends Error {
@@ -12,6 +13,9 @@ export class ApiError extends Error {
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    /** For code "rate_limited": how many seconds to wait before trying again. */
+    /** @type {number | undefined} */
+    this.retryAfterS = undefined;
   }
 }
 
@@ -40,13 +44,47 @@ export async function callApi(method, path, body, options = {}) {
   const payload = await response.json().catch(() => null);
   if (!response.ok) {
     const error = payload && payload.error;
-    throw new ApiError(
+    const code = (error && error.code) || `http_${response.status}`;
+    if (response.status === 401 && code === "unauthenticated") {
+      goToSignIn();
+      // The page is leaving; settling would only flash an error on it first.
+      return new Promise(() => {});
+    }
+    const failure = new ApiError(
       response.status,
-      (error && error.code) || `http_${response.status}`,
+      code,
       (error && error.message) || `The server answered ${response.status} ${response.statusText}.`,
     );
+    if (error && typeof error.retry_after_s === "number") failure.retryAfterS = error.retry_after_s;
+    else if (response.headers.has("Retry-After")) failure.retryAfterS = Number(response.headers.get("Retry-After"));
+    throw failure;
   }
   return payload;
+}
+
+/**
+ * Where to go after signing in: only a path of this site ("/d/abc"), never "//elsewhere" or a
+ * full URL, so a crafted link cannot send a writer off the site.
+ * @param {string | null} value
+ */
+export function safeNext(value) {
+  if (!value || !value.startsWith("/") || value.startsWith("//") || value.startsWith("/\\")) return "/";
+  return value;
+}
+
+/**
+ * The sign-in (or sign-up) page, coming back to `next` afterwards.
+ * @param {"signin" | "signup"} [mode]
+ * @param {string} [next] defaults to this page
+ */
+export function authPath(mode = "signin", next = location.pathname + location.search) {
+  const target = safeNext(next);
+  return target === "/" ? `/${mode}` : `/${mode}?next=${encodeURIComponent(target)}`;
+}
+
+/** The session ended (or never began): sign in again, then come back here. */
+export function goToSignIn() {
+  location.assign(authPath("signin"));
 }
 
 /** @param {string} id */

@@ -7,13 +7,28 @@ import * as decoding from "lib0/decoding";
 import { yCollab, ySyncAnnotation, yUndoManagerKeymap } from "y-codemirror.next";
 import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
-import { CLOSE_DOCUMENT_NOT_FOUND } from "./socket.js";
+import { goToSignIn } from "./api.js";
+import { CLOSE_DOCUMENT_NOT_FOUND, CLOSE_FORBIDDEN, CLOSE_TOO_MANY, CLOSE_UNAUTHENTICATED } from "./socket.js";
 
 /**
  * The server's save acknowledgement: after it has durably stored updates from this client it
  * sends this message type with its document's state vector (`Y.encodeStateVector` format).
  */
 export const MESSAGE_SAVED = 100;
+/**
+ * The server refused updates from this client (it may only view the document): this message
+ * type followed by a var-string reason. The updates stay local; nothing of them is stored.
+ */
+export const MESSAGE_UPDATE_REFUSED = 101;
+
+/** Closes after which reconnecting cannot help, and what each means for the page. */
+const FINAL_CLOSES = new Map([
+  [CLOSE_DOCUMENT_NOT_FOUND, "missing"],
+  [CLOSE_FORBIDDEN, "forbidden"],
+  [CLOSE_TOO_MANY, "too_many"],
+]);
+
+/** @typedef {"missing" | "forbidden" | "too_many"} Ending */
 
 /** @typedef {"offline" | "syncing" | "synced"} ConnectionState */
 /** @typedef {"saved" | "saving" | "offline"} SaveState */
@@ -54,8 +69,9 @@ export class SharedDocument {
   /**
    * @param {string} id the document id, which is also the y-websocket room name
    * @param {() => void} onChange called whenever connection, sync or saving may have changed
+   * @param {(reason: string) => void} onRefused called when the server refused this client's edits
    */
-  constructor(id, onChange) {
+  constructor(id, onChange, onRefused) {
     this.onChange = onChange;
     this.ydoc = new Y.Doc();
     /** The document's text, seeded by the server; this page never inserts initial content. */
@@ -64,8 +80,14 @@ export class SharedDocument {
     this.acknowledged = 0;
     /** This client's own clock, kept current as it edits. */
     this.clock = 0;
-    /** The document was deleted while open; reconnecting cannot help. */
-    this.gone = false;
+    /**
+     * Why the socket closed for good (the document is gone, access was withdrawn, too many
+     * sockets), or null while reconnecting can still help.
+     * @type {Ending | null}
+     */
+    this.ending = null;
+    /** This writer may only view: nothing of it is sent for storage, so nothing is pending. */
+    this.readOnly = false;
     /** Update messages sent on the current socket, and how many of them the server has stored. */
     this.sentOnSocket = 0;
     this.storedOnSocket = 0;
@@ -88,14 +110,22 @@ export class SharedDocument {
       if (this.storedOnSocket >= this.sentOnSocket) this.editedOffline = false;
       this.onChange();
     };
+    this.provider.messageHandlers[MESSAGE_UPDATE_REFUSED] = (_encoder, decoder) => {
+      const reason = decoding.hasContent(decoder) ? decoding.readVarString(decoder) : "";
+      onRefused(reason);
+    };
     this.provider.on("status", () => this.onChange());
     this.provider.on("sync", () => this.onChange());
     this.provider.on("connection-close", (event) => {
-      if (event && event.code === CLOSE_DOCUMENT_NOT_FOUND) {
-        this.gone = true;
+      const code = event ? event.code : 0;
+      const ending = FINAL_CLOSES.get(code);
+      if (ending || code === CLOSE_UNAUTHENTICATED) {
+        if (ending) this.ending = /** @type {Ending} */ (ending);
         // After the provider has finished handling this close, before its reconnect timer fires.
         queueMicrotask(() => this.provider.disconnect());
+        if (code === CLOSE_UNAUTHENTICATED) goToSignIn();
       }
+      // Any other close (the server restarting, an idle timeout) reconnects by itself.
       this.onChange();
     });
     this.ydoc.on("update", (_update, origin) => {
@@ -111,6 +141,11 @@ export class SharedDocument {
     return this.provider.awareness;
   }
 
+  /** The document was deleted (or unshared) while open. */
+  get gone() {
+    return this.ending === "missing";
+  }
+
   /**
    * The editor's binding to the shared text: edits both ways, the others' cursors, and an undo
    * that takes back this writer's own edits only. Create the editor with `text.toString()`.
@@ -123,9 +158,15 @@ export class SharedDocument {
     undoManager.on("stack-item-popped", ({ type }) => {
       if (type === "redo") onRedo();
     });
+    // Undo writes to the Y.Text directly, past CodeMirror's read-only state; a viewer has nothing
+    // of its own to take back, and a writer who became one must not try.
+    const undoKeys = yUndoManagerKeymap.map((binding) => ({
+      ...binding,
+      run: /** @param {EditorView} view */ (view) => this.readOnly || (binding.run ? binding.run(view) : false),
+    }));
     return [
       yCollab(this.text, this.awareness, { undoManager }),
-      keymap.of(yUndoManagerKeymap),
+      keymap.of(undoKeys),
       // Y.Text counts "\r\n" as two characters; CodeMirror must too, or positions drift apart.
       EditorState.lineSeparator.of("\n"),
       EditorView.clipboardInputFilter.of((text) => text.replace(/\r\n?/g, "\n")),
@@ -149,6 +190,7 @@ export class SharedDocument {
 
   /** Some edit of this client has not been acknowledged as stored. */
   get pending() {
+    if (this.readOnly) return false;
     return this.clock > this.acknowledged || this.sentOnSocket > this.storedOnSocket || this.editedOffline;
   }
 
@@ -171,7 +213,7 @@ export class SharedDocument {
   }
 
   connect() {
-    if (!this.gone) this.provider.connect();
+    if (!this.ending) this.provider.connect();
   }
 
   disconnect() {
@@ -179,17 +221,17 @@ export class SharedDocument {
   }
 
   /**
-   * Resolves once the server's copy has arrived (the first `sync`): true, or false when the
-   * server says the document does not exist.
-   * @returns {Promise<boolean>}
+   * Resolves once the server's copy has arrived (the first `sync`): null, or why the server
+   * ended the socket instead (the document does not exist, access is refused, too many sockets).
+   * @returns {Promise<Ending | null>}
    */
   whenSynced() {
     return new Promise((resolve) => {
       if (this.provider.synced) {
-        resolve(true);
+        resolve(null);
         return;
       }
-      /** @param {boolean} value */
+      /** @param {Ending | null} value */
       const settle = (value) => {
         this.provider.off("sync", onSync);
         this.provider.off("connection-close", onClose);
@@ -197,10 +239,10 @@ export class SharedDocument {
       };
       /** @param {boolean} synced */
       const onSync = (synced) => {
-        if (synced) settle(true);
+        if (synced) settle(null);
       };
       const onClose = () => {
-        if (this.gone) settle(false);
+        if (this.ending) settle(this.ending);
       };
       this.provider.on("sync", onSync);
       this.provider.on("connection-close", onClose);

@@ -1,22 +1,25 @@
 // The editor page (/d/{id}): joins the shared document, then wires the writing surface, ghost
-// text, the suggestion socket, presence, AI authorship and the toolbar panels together.
+// text, the suggestion socket, presence, AI authorship, sharing and the toolbar panels together.
 
 import { EditorSelection, EditorState, Prec } from "@codemirror/state";
 import { EditorView, keymap } from "@codemirror/view";
+import { Access } from "./access.js";
 import { ApiError, callApi, documentPath } from "./api.js";
 import { Authorship, bindHighlightToggle, storedHighlight } from "./authorship.js";
 import { SharedDocument } from "./collab.js";
-import { ghostText } from "./ghost.js";
+import { dismissGhost, ghostText } from "./ghost.js";
 import { AuthorshipList, HistoryPanel } from "./history.js";
-import { Identity, bindNameField } from "./identity.js";
+import { Identity } from "./identity.js";
 import { Panels } from "./panels.js";
 import { Presence } from "./presence.js";
+import { bindAccount, signedInAccount } from "./session.js";
 import { SettingsStore, bindSettings } from "./settings.js";
-import { ReconnectingSocket } from "./socket.js";
+import { SharePanel } from "./share.js";
+import { CLOSE_FORBIDDEN, ReconnectingSocket } from "./socket.js";
 import { StatusBar } from "./statusbar.js";
 import { Suggester } from "./suggestions.js";
 import { bindThemeToggle } from "./theme.js";
-import { bindTitle } from "./title.js";
+import { bindTitle, setTitleEditable } from "./title.js";
 import { writingSurface } from "./writing.js";
 
 // The server records feedback from the socket on its own schedule; give it a moment before
@@ -26,6 +29,19 @@ const HISTORY_REFRESH_DELAY_MS = 300;
 const AUTHORSHIP_REFRESH_DELAY_MS = 250;
 // Joining a document normally takes a moment; say so when it takes longer.
 const SLOW_SYNC_MS = 5_000;
+
+/** Why the document socket ended for good, said above the text while the page stays open. */
+const ENDING_NOTICES = {
+  missing: "This document was deleted or is no longer shared with you; edits from now on are not saved.",
+  forbidden: "You no longer have access to this document; edits from now on are not saved.",
+  too_many: "Too many Cowrite tabs are open for your account. Close some, then reload this one.",
+};
+
+/** The same endings when they keep the document from opening at all. */
+const LOAD_FAILURES = {
+  forbidden: ["You do not have access to this document", "Ask its owner to share it with you."],
+  too_many: ["Too many Cowrite tabs are open", "Your account has too many documents open; close some tabs and try again."],
+};
 
 /**
  * @template {HTMLElement} T
@@ -50,8 +66,11 @@ function suggestionSocketUrl(id) {
   return `${scheme}://${location.host}/ws/suggest/${encodeURIComponent(id)}`;
 }
 
-/** @param {unknown} exc */
-function showLoadFailure(exc) {
+/**
+ * @param {unknown} exc
+ * @param {string} [heading]
+ */
+function showLoadFailure(exc, heading) {
   byId("loading").hidden = true;
   const missing = exc instanceof ApiError && exc.status === 404;
   document.body.dataset.state = missing ? "missing" : "error";
@@ -61,8 +80,16 @@ function showLoadFailure(exc) {
     return;
   }
   const box = byId("load-error");
+  if (heading) byId("load-error-heading").textContent = heading;
   byId("load-error-message").textContent = exc instanceof Error ? exc.message : String(exc);
   box.hidden = false;
+}
+
+/** A lasting message above the text: this page lost the document or its access. @param {string} text */
+function showAccessNotice(text) {
+  const notice = byId("access-notice");
+  notice.textContent = text;
+  notice.hidden = false;
 }
 
 /**
@@ -84,27 +111,47 @@ async function main() {
   const id = documentId();
   const status = new StatusBar();
 
-  // The API gives the title and tells a missing document apart; the text comes from the shared
-  // document alone, never from here.
-  /** @type {{id: string, title: string}} */
+  // The API gives the title and this writer's role, and tells a missing document apart (one not
+  // shared with this account is missing too); the text comes from the shared document alone.
+  /** @type {{id: string, title: string, role?: string}} */
   let doc;
+  /** @type {import("./session.js").Account} */
+  let account;
   try {
-    doc = await callApi("GET", documentPath(id));
+    [account, doc] = await Promise.all([signedInAccount(), callApi("GET", documentPath(id))]);
   } catch (exc) {
     showLoadFailure(exc);
     return;
   }
+  bindAccount(byId("account"), account);
 
-  const identity = new Identity();
-  let goneNoticeShown = false;
-  const shared = new SharedDocument(id, () => {
-    status.showConnection(shared.connectionState);
-    status.showSave(shared.saveState);
-    if (shared.gone && !goneNoticeShown) {
-      goneNoticeShown = true;
-      status.showNotice("This document was deleted; edits from now on are not saved.");
-    }
-  });
+  const access = new Access(doc.role, byId("role-badge"));
+  const identity = new Identity(account.username);
+  let ready = false;
+  let endingShown = false;
+  /** A role check (see checkRole below) is under way. */
+  let checking = false;
+  /** Times the suggestion socket was reopened after a refusal since it was last connected. */
+  let reopened = 0;
+  /** The server refused edits of this writer (its role had changed): they exist only here. */
+  let editsRefused = false;
+  const shared = new SharedDocument(
+    id,
+    () => {
+      status.showConnection(shared.connectionState);
+      status.showSave(shared.saveState);
+      if (ready && shared.ending && !endingShown) {
+        endingShown = true;
+        showAccessNotice(ENDING_NOTICES[shared.ending]);
+      }
+    },
+    () => {
+      editsRefused = true;
+      if (access.readOnly) showReadOnlyNotice();
+      else checkRole();
+    },
+  );
+  shared.readOnly = access.readOnly;
   const presence = new Presence(shared.awareness, identity, byId("presence"));
   shared.provider.on("status", ({ status: socketStatus }) => {
     if (socketStatus === "connected") presence.announce();
@@ -128,28 +175,36 @@ async function main() {
     }, AUTHORSHIP_REFRESH_DELAY_MS);
   });
   panels.register(byId("settings-button"), byId("settings-panel"));
+  const share = new SharePanel(byId("share-panel"), id, { role: access.role, username: account.username });
+  panels.register(byId("share-button"), byId("share-panel"), () => share.refresh());
   const help = byId("help-panel");
   panels.register(byId("help-button"), help);
   bindHelpShortcut(panels, help);
 
   const settings = new SettingsStore();
   bindSettings(byId("settings-panel"), byId("auto-suggest"), settings);
-  bindNameField(byId("set-name"), identity);
   bindHighlightToggle(byId("ai-toggle"), authorship);
-  bindTitle(byId("doc-title"), id, doc.title, (message) => status.showNotice(message));
+  const title = /** @type {HTMLInputElement} */ (byId("doc-title"));
+  bindTitle(title, id, doc.title, (message) => status.showNotice(message), !access.readOnly);
 
   shared.connect();
   const slow = setTimeout(() => {
     byId("loading").textContent = "Still connecting to the document…";
   }, SLOW_SYNC_MS);
-  const found = await shared.whenSynced();
+  const ending = await shared.whenSynced();
   clearTimeout(slow);
-  if (!found) {
+  if (ending === "missing") {
     showLoadFailure(new ApiError(404, "not_found", "Document not found."));
+    return;
+  }
+  if (ending) {
+    const [heading, message] = LOAD_FAILURES[ending];
+    showLoadFailure(new Error(message), heading);
     return;
   }
   byId("loading").hidden = true;
   document.body.dataset.state = "ready";
+  ready = true;
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let historyTimer;
@@ -158,6 +213,10 @@ async function main() {
     onState: (state) => {
       status.showSuggestionConnection(state);
       suggester.handleSocketState(state);
+      if (state === "connected") reopened = 0;
+      if (state !== "refused") return;
+      if (socket.closeCode === CLOSE_FORBIDDEN) checkRole();
+      else showAccessNotice("Suggestions are off: your account has too many Cowrite tabs open. Close some, then reload.");
     },
   });
   const suggester = new Suggester({
@@ -177,7 +236,8 @@ async function main() {
       writingSurface(),
       shared.editorBinding([authorship.spans], () => authorship.reanchor()),
       ghostText(),
-      suggester.extension(),
+      // Viewers get a read-only editor that never asks for suggestions.
+      access.extension(suggester.extension()),
       presence.extension(),
       // After the binding, whose plugin writes each local edit to the Y.Text that these read.
       authorship.extension(storedHighlight()),
@@ -186,11 +246,52 @@ async function main() {
   });
   const view = new EditorView({ state, parent: byId("editor") });
   authorship.attach(view);
+  access.attach(view);
   // Writers come back to continue, so the cursor starts at the end.
   view.dispatch({ selection: EditorSelection.cursor(view.state.doc.length), scrollIntoView: true });
   suggester.attach(view);
-  socket.start();
+  if (!access.readOnly) socket.start();
   view.focus();
+
+  // The owner may change this writer's role, or take the access away, while the page is open;
+  // the server then refuses edits or the suggestion socket, and the API says what changed.
+  access.subscribe(() => {
+    shared.readOnly = access.readOnly;
+    setTitleEditable(title, !access.readOnly);
+    if (!access.readOnly) {
+      socket.start();
+      return;
+    }
+    socket.stop();
+    view.dispatch({ effects: dismissGhost.of(null) });
+    showReadOnlyNotice();
+  });
+  function showReadOnlyNotice() {
+    showAccessNotice(
+      editsRefused
+        ? "Your access changed: you can only view this document now. Your latest edits were not saved; reload to see the saved text."
+        : "Your access changed: you can only view this document now.",
+    );
+  }
+  async function checkRole() {
+    if (checking) return;
+    checking = true;
+    try {
+      const fresh = await callApi("GET", documentPath(id));
+      access.set(fresh.role);
+      // The server closes the suggestion socket on any change of role; still a writer, reopen it
+      // (a few times at most, should the server keep refusing it for another reason).
+      if (!access.readOnly && socket.state === "refused" && socket.closeCode === CLOSE_FORBIDDEN && reopened < 3) {
+        reopened += 1;
+        socket.start();
+      }
+    } catch (exc) {
+      if (exc instanceof ApiError && exc.status === 404) showAccessNotice(ENDING_NOTICES.missing);
+      else status.showNotice(`Could not check your access: ${exc instanceof Error ? exc.message : exc}`);
+    } finally {
+      checking = false;
+    }
+  }
 
   /** @type {any} */ (window).cowrite = {
     view,
@@ -202,6 +303,8 @@ async function main() {
       online: shared.online,
       peers: presence.peers(),
       name: identity.name,
+      role: access.role,
+      readOnly: access.readOnly,
     }),
     aiSpans: () => authorship.list().map(({ text, user, suggestion, at }) => ({ text, user, suggestion, at })),
     ytext: () => shared.text.toString(),
@@ -211,7 +314,7 @@ async function main() {
     },
     goOnline: () => {
       shared.connect();
-      socket.start();
+      if (!access.readOnly) socket.start();
     },
   };
 }

@@ -1,12 +1,14 @@
-// The document list page: list, create, rename and delete documents.
+// The document list page: this account's documents and those shared with it; create, rename,
+// delete, and leave a shared one.
 
 import { ApiError, callApi, documentPath } from "./api.js";
+import { bindAccount, signedInAccount } from "./session.js";
 import { bindThemeToggle } from "./theme.js";
 import { timeAgo } from "./time.js";
 
 /**
- * @typedef {{id: string, title: string, owner: string, created_at: string, updated_at: string,
- *            chars: number, preview: string}} DocumentSummary
+ * @typedef {{id: string, title: string, owner: string, role?: import("./share.js").Role,
+ *            created_at: string, updated_at: string, chars: number, preview: string}} DocumentSummary
  */
 
 const rows = /** @type {HTMLUListElement} */ (document.getElementById("documents"));
@@ -17,9 +19,19 @@ const createForm = /** @type {HTMLFormElement} */ (document.getElementById("crea
 const newTitle = /** @type {HTMLInputElement} */ (document.getElementById("new-title"));
 const deleteDialog = /** @type {HTMLDialogElement} */ (document.getElementById("delete-dialog"));
 const deleteName = /** @type {HTMLElement} */ (document.getElementById("delete-name"));
+const leaveDialog = /** @type {HTMLDialogElement} */ (document.getElementById("leave-dialog"));
+const leaveName = /** @type {HTMLElement} */ (document.getElementById("leave-name"));
 
 /** @type {DocumentSummary[]} */
 let documents = [];
+/** The signed-in account's username; leaving a document removes this member. */
+let me = "";
+
+/** A server from before accounts sends no role: every document there is the writer's own. */
+/** @param {DocumentSummary} doc */
+function roleOf(doc) {
+  return doc.role || "owner";
+}
 
 /** @param {unknown} exc */
 function showError(exc) {
@@ -46,9 +58,11 @@ function render() {
 /** @param {DocumentSummary} doc */
 function renderRow(doc) {
   const row = document.createElement("li");
+  const role = roleOf(doc);
   row.className = "doc-row";
   row.dataset.testid = "doc-row";
   row.dataset.id = doc.id;
+  row.dataset.role = role;
 
   const body = document.createElement("div");
   body.className = "doc-body";
@@ -63,6 +77,14 @@ function renderRow(doc) {
   edited.title = new Date(doc.updated_at).toLocaleString();
   edited.textContent = `edited ${timeAgo(doc.updated_at)}`;
   meta.append(edited, ` · ${doc.chars.toLocaleString()} ${doc.chars === 1 ? "character" : "characters"}`);
+  if (role !== "owner") {
+    const shared = document.createElement("span");
+    shared.className = `badge badge-role badge-${role}`;
+    shared.dataset.testid = "role";
+    shared.textContent = `Shared by ${doc.owner} · ${role === "viewer" ? "view only" : "can edit"}`;
+    shared.title = `${doc.owner} shared this document with you to ${role === "viewer" ? "read" : "edit"}`;
+    meta.prepend(shared, " ");
+  }
   const preview = document.createElement("p");
   preview.className = "doc-preview";
   preview.textContent = doc.preview.replace(/\s+/g, " ").trim() || "Empty document";
@@ -75,10 +97,17 @@ function renderRow(doc) {
   open.href = link.href;
   open.textContent = "Open";
   open.dataset.testid = "open";
-  const rename = actionButton("Rename", "rename", () => startRename(row, doc));
-  const remove = actionButton("Delete", "delete", () => confirmDelete(doc));
-  remove.classList.add("danger");
-  actions.append(open, rename, remove);
+  actions.append(open);
+  if (role !== "viewer") actions.append(actionButton("Rename", "rename", () => startRename(row, doc)));
+  if (role === "owner") {
+    const remove = actionButton("Delete", "delete", () => confirmDelete(doc));
+    remove.classList.add("danger");
+    actions.append(remove);
+  } else {
+    const leave = actionButton("Leave", "leave", () => confirmLeave(doc));
+    leave.title = "Remove this shared document from your list; its owner can share it again";
+    actions.append(leave);
+  }
 
   row.append(body, actions);
   return row;
@@ -179,6 +208,28 @@ function confirmDelete(doc) {
   );
 }
 
+/** @param {DocumentSummary} doc */
+function confirmLeave(doc) {
+  leaveName.textContent = displayTitle(doc.title);
+  leaveDialog.returnValue = "";
+  leaveDialog.showModal();
+  leaveDialog.addEventListener(
+    "close",
+    async () => {
+      if (leaveDialog.returnValue !== "leave") return;
+      try {
+        await callApi("DELETE", `${documentPath(doc.id)}/members/${encodeURIComponent(me)}`);
+        clearError();
+        documents = documents.filter((other) => other.id !== doc.id);
+        render();
+      } catch (exc) {
+        showError(exc);
+      }
+    },
+    { once: true },
+  );
+}
+
 createForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const button = /** @type {HTMLButtonElement} */ (createForm.querySelector("button"));
@@ -194,7 +245,9 @@ createForm.addEventListener("submit", async (event) => {
 
 async function load() {
   try {
-    const answer = await callApi("GET", "/api/documents");
+    const [account, answer] = await Promise.all([signedInAccount(), callApi("GET", "/api/documents")]);
+    me = account.username;
+    bindAccount(/** @type {HTMLElement} */ (document.getElementById("account")), account);
     documents = answer.documents;
     clearError();
     render();

@@ -24,7 +24,6 @@ export class Presence {
     this.drawn = "";
 
     awareness.setLocalState({ user: identity.user, suggesting: false });
-    identity.subscribe((user) => this.setField("user", user));
     awareness.on("change", () => this.render());
     // Leaving: the others drop this writer at once instead of after the awareness timeout.
     window.addEventListener("pagehide", () => awareness.setLocalState(null));

@@ -1,11 +1,27 @@
-// A WebSocket that comes back: reconnects with growing, jittered delays and reports its state.
+// A WebSocket that comes back: reconnects with growing, jittered delays and reports its state,
+// and knows the server's close codes after which retrying cannot help.
+
+import { goToSignIn } from "./api.js";
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15_000;
-/** The server closes with this code when the document does not exist; retrying cannot help. */
-export const CLOSE_DOCUMENT_NOT_FOUND = 4404;
 
-/** @typedef {"connecting" | "connected" | "offline" | "gone"} SocketState */
+/** The session ended: sign in again. */
+export const CLOSE_UNAUTHENTICATED = 4401;
+/** This account may not use this socket (a viewer's suggestion socket, or access was removed). */
+export const CLOSE_FORBIDDEN = 4403;
+/** The document does not exist (or was deleted, or is not shared with this account). */
+export const CLOSE_DOCUMENT_NOT_FOUND = 4404;
+/** The server closed a socket that had been idle; opening it again when needed is fine. */
+export const CLOSE_IDLE = 4408;
+/** This account has too many sockets open (tabs); a retry would be refused as well. */
+export const CLOSE_TOO_MANY = 4429;
+
+/**
+ * "idle": closed by the server for idleness, reopened by the next `wake()`; "gone": the document
+ * was not found; "refused": forbidden or too many connections (see `closeCode`).
+ * @typedef {"connecting" | "connected" | "offline" | "idle" | "gone" | "refused"} SocketState
+ */
 
 export class ReconnectingSocket {
   /**
@@ -25,6 +41,8 @@ export class ReconnectingSocket {
     /** @type {SocketState} */
     this.state = "offline";
     this.stopped = false;
+    /** The code of the close that ended the socket for good ("gone" or "refused"). */
+    this.closeCode = 0;
     // Coming back online or to the tab is a good moment to try again without waiting.
     window.addEventListener("online", () => this.reconnectNow());
   }
@@ -44,11 +62,16 @@ export class ReconnectingSocket {
     // Forget it first: its close event then finds it replaced and schedules no retry.
     this.socket = null;
     if (socket) socket.close();
-    if (this.state !== "gone") this.setState("offline");
+    if (this.state !== "gone" && this.state !== "refused") this.setState("offline");
   }
 
   get connected() {
     return this.state === "connected";
+  }
+
+  /** Reopen a socket the server closed for idleness; the writer is active again. */
+  wake() {
+    if (this.state === "idle") this.reconnectNow();
   }
 
   /**
@@ -73,6 +96,7 @@ export class ReconnectingSocket {
     this.socket = socket;
     socket.addEventListener("open", () => {
       this.failures = 0;
+      this.closeCode = 0;
       this.epoch += 1;
       this.setState("connected");
     });
@@ -89,13 +113,27 @@ export class ReconnectingSocket {
     socket.addEventListener("close", (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
-      if (event.code === CLOSE_DOCUMENT_NOT_FOUND) {
-        this.stopped = true;
-        this.setState("gone");
-        return;
+      switch (event.code) {
+        case CLOSE_UNAUTHENTICATED:
+          this.stopped = true;
+          this.setState("offline");
+          goToSignIn();
+          return;
+        case CLOSE_DOCUMENT_NOT_FOUND:
+        case CLOSE_FORBIDDEN:
+        case CLOSE_TOO_MANY:
+          this.stopped = true;
+          this.closeCode = event.code;
+          this.setState(event.code === CLOSE_DOCUMENT_NOT_FOUND ? "gone" : "refused");
+          return;
+        case CLOSE_IDLE:
+          this.failures = 0;
+          this.setState("idle");
+          return;
+        default:
+          this.setState("offline");
+          this.scheduleRetry();
       }
-      this.setState("offline");
-      this.scheduleRetry();
     });
   }
 

@@ -22,7 +22,9 @@ const SUGGESTION_CONNECTION_TITLES = {
   connecting: "Suggestions are connecting…",
   connected: "The model that writes the suggestions, and where it runs",
   offline: "Suggestions are offline; they come back with the connection",
+  idle: "Suggestions reconnect as soon as you type",
   gone: "No suggestions: the document was not found",
+  refused: "No suggestions here",
 };
 
 /** @param {string} id */

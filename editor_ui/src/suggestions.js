@@ -48,6 +48,11 @@ export class Suggester {
     this.sequence = 0;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.pauseTimer = undefined;
+    /** An ask that waits for the socket to come back from idleness: "manual", "auto" or null. */
+    /** @type {"manual" | "auto" | null} */
+    this.askWhenConnected = null;
+    /** The server said to slow down: no automatic asks before this time (ms since the epoch). */
+    this.quietUntil = 0;
 
     settings.subscribe((value) => {
       if (!value.autoSuggest) clearTimeout(this.pauseTimer);
@@ -74,6 +79,8 @@ export class Suggester {
     if (ghost) {
       clearTimeout(this.pauseTimer);
     } else if (update.docChanged && update.transactions.some(isUserEdit)) {
+      // A socket the server closed for idleness reopens while the writer types, before the pause.
+      this.socket.wake();
       this.schedule();
     }
     this.showAlternative(ghost);
@@ -100,9 +107,18 @@ export class Suggester {
       if (manual) this.status.showNotice(state.doc.length ? "Suggestions need a cursor, not a selection." : "Write something first.");
       return true;
     }
-    if (!manual && (!this.settings.value.autoSuggest || !view.hasFocus)) return true;
+    if (!manual && (!this.settings.value.autoSuggest || !view.hasFocus || Date.now() < this.quietUntil)) return true;
     if (!this.socket.connected) {
-      if (manual) this.status.showNotice("Offline — suggestions come back when the connection does.");
+      if (this.socket.state === "idle" || (this.socket.state === "connecting" && this.askWhenConnected)) {
+        this.socket.wake();
+        this.askWhenConnected = manual || this.askWhenConnected === "manual" ? "manual" : "auto";
+      } else if (manual) {
+        this.status.showNotice(
+          this.socket.state === "refused"
+            ? "Suggestions are not available here."
+            : "Offline — suggestions come back when the connection does.",
+        );
+      }
       return true;
     }
 
@@ -197,7 +213,16 @@ export class Suggester {
       console.debug("Cowrite:", frame.message);
       return;
     }
-    this.status.showNotice(`Suggestion error: ${frame.message || frame.code}`);
+    if (frame.code === "rate_limited") {
+      // One quiet notice per wait, and no automatic asks until it is over.
+      const waitMs = typeof frame.retry_after_ms === "number" ? Math.max(0, frame.retry_after_ms) : 1_000;
+      if (Date.now() >= this.quietUntil) {
+        this.status.showNotice(`Suggestions are paused for ${Math.max(1, Math.ceil(waitMs / 1000))} s — too many requests.`);
+      }
+      this.quietUntil = Math.max(this.quietUntil, Date.now() + waitMs);
+    } else {
+      this.status.showNotice(`Suggestion error: ${frame.message || frame.code}`);
+    }
     if (frame.id && frame.id === this.inFlight) {
       // A rejected request gets no `done`; stop waiting for it.
       this.inFlight = null;
@@ -210,8 +235,12 @@ export class Suggester {
   handleSocketState(state) {
     if (state === "connected") {
       this.prime();
+      const waiting = this.askWhenConnected;
+      this.askWhenConnected = null;
+      if (waiting) this.requestNow(waiting === "manual");
       return;
     }
+    if (state !== "connecting") this.askWhenConnected = null;
     if (!this.inFlight) return;
     // The request died with its connection; keep what is on screen, stop waiting for more.
     const id = this.inFlight;

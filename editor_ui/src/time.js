@@ -1,4 +1,4 @@
-// Short, human ages for timestamps ("5 min ago"), shared by the list and the history panel.
+// Short, human times ("5 min ago", "in 3 days") for the list, the history and the share panel.
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -24,4 +24,21 @@ export function timeAgo(iso, now = Date.now()) {
     month: "short",
     year: sameYear ? undefined : "numeric",
   });
+}
+
+/**
+ * How long until a time in the future ("in 3 days"); "now" once it has passed.
+ * @param {string} iso an ISO-8601 time
+ * @param {number} [now] milliseconds since the epoch
+ */
+export function timeUntil(iso, now = Date.now()) {
+  const then = Date.parse(iso);
+  if (Number.isNaN(then)) return "";
+  const left = then - now;
+  if (left < MINUTE) return "now";
+  if (left < HOUR) return `in ${Math.floor(left / MINUTE)} min`;
+  if (left < DAY) return `in ${Math.floor(left / HOUR)} h`;
+  // Rounded: a link made to last 7 days says so, not "6 days" a moment later.
+  const days = Math.round(left / DAY);
+  return days === 1 ? "in 1 day" : `in ${days} days`;
 }

@@ -7,13 +7,16 @@ import { callApi, documentPath } from "./api.js";
  * @param {string} docId
  * @param {string} initial
  * @param {(message: string) => void} notify
+ * @param {boolean} editable false for a writer who may only view the document
  */
-export function bindTitle(input, docId, initial, notify) {
+export function bindTitle(input, docId, initial, notify, editable) {
   let saved = initial;
   input.value = initial;
   document.title = `${initial || "Untitled"} — Cowrite`;
+  setTitleEditable(input, editable);
 
   const commit = async () => {
+    if (input.readOnly) return;
     const title = input.value.trim();
     if (!title) {
       input.value = saved; // a document keeps some title; an emptied field means "never mind"
@@ -40,4 +43,13 @@ export function bindTitle(input, docId, initial, notify) {
       input.blur();
     }
   });
+}
+
+/**
+ * @param {HTMLInputElement} input
+ * @param {boolean} editable
+ */
+export function setTitleEditable(input, editable) {
+  input.readOnly = !editable;
+  input.title = editable ? "" : "Only writers who may edit can rename this document";
 }
