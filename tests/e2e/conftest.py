@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +45,71 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def base_url(settings: Settings, loaded_model: LoadedModel, tmp_path: Path) -> Iterator[str]:
-    app = create_app(replace(settings, data_dir=tmp_path, database_url=None), loaded_model)
+def server_settings(settings: Settings) -> Settings:
+    """The served app's settings; a test module overrides this fixture to try other limits."""
+    return settings
+
+
+@pytest.fixture
+def base_url(server_settings: Settings, loaded_model: LoadedModel, tmp_path: Path) -> Iterator[str]:
+    app = create_app(replace(server_settings, data_dir=tmp_path, database_url=None), loaded_model)
     with serve(app) as url:
         yield url
 
 
-@pytest.fixture
-def page(browser: Any, base_url: str) -> Iterator[Any]:
-    context = browser.new_context(base_url=base_url, viewport={"width": 1200, "height": 800})
-    # greedy, short suggestions keep the tests quick and repeatable
+# greedy, short suggestions keep the tests quick and repeatable
+GREEDY = {"maxTokens": 16, "temperature": 0, "n": 1}
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Writer:
+    """One person: a browser context (its own cookies, so its own session) and a page in it."""
+
+    username: str
+    context: Any
+    page: Any
+    base_url: str
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """Call the JSON API with this writer's session; the parsed answer, None for 204."""
+        # context.request shares the context's cookies; the server wants its own Origin on changes
+        answer = self.context.request.fetch(path, method=method, data=body, headers={"Origin": self.base_url})
+        assert answer.ok, f"{method} {path}: {answer.status} {answer.text()}"
+        return None if answer.status == 204 else answer.json()
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def open_writer(
+    browser: Any,
+    base_url: str,
+    username: str | None,
+    settings: dict[str, Any] | None = None,
+    viewport: dict[str, int] | None = None,
+) -> Writer:
+    """A fresh context; with a username, that account is signed up (the first one is the admin)."""
+    context = browser.new_context(base_url=base_url, viewport=viewport or {"width": 1200, "height": 800})
     context.add_init_script(
-        "localStorage.setItem('cowrite.settings', JSON.stringify({maxTokens: 16, temperature: 0, n: 1}))"
+        f"localStorage.setItem('cowrite.settings', {json.dumps(json.dumps(settings or GREEDY))})"
     )
+    if username is not None:
+        # the server refuses a state-changing request without its own Origin, as browsers send it
+        answer = context.request.post(
+            "/api/auth/signup",
+            data={"username": username, "password": PASSWORD},
+            headers={"Origin": base_url},
+        )
+        assert answer.status == 201, answer.text()
     opened = context.new_page()
     opened.set_default_timeout(30_000)
-    yield opened
-    context.close()
+    return Writer(username or "", context, opened, base_url)
+
+
+@pytest.fixture
+def page(browser: Any, base_url: str) -> Iterator[Any]:
+    """A page signed in as "writer", the server's first (and only) account."""
+    writer = open_writer(browser, base_url, "writer")
+    yield writer.page
+    writer.close()

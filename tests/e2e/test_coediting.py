@@ -2,44 +2,32 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.conftest import ARTIFACTS, open_writer
 
 pytestmark = pytest.mark.timeout(240)
 
 
-def open_as(browser: Any, base_url: str, name: str, settings: str) -> tuple[Any, Any]:
-    context = browser.new_context(base_url=base_url, viewport={"width": 1100, "height": 700})
-    context.add_init_script(
-        f"localStorage.setItem('cowrite.name', {name!r});"
-        f"localStorage.setItem('cowrite.settings', {settings!r})"
-    )
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    return context, page
-
-
 @pytest.fixture
 def pair(browser: Any, base_url: str) -> Iterator[tuple[Any, Any]]:
-    # Ann writes with suggestions; Bob with automatic suggestions off, so only Ann's appear
-    ann_context, ann = open_as(browser, base_url, "Ann", '{"maxTokens": 12, "temperature": 0, "n": 1}')
-    bob_context, bob = open_as(browser, base_url, "Bob", '{"autoSuggest": false}')
-    ann.goto("/")
-    ann.get_by_test_id("new-title").fill("Together")
-    ann.get_by_test_id("create").click()
-    ann.wait_for_url(re.compile(r"/d/[0-9a-f]+$"))
-    bob.goto(ann.url)
-    for page in (ann, bob):
-        page.wait_for_function("window.cowrite && window.cowrite.state().synced")
-    yield ann, bob
-    ann_context.close()
-    bob_context.close()
+    # Ann writes with suggestions; Bob, whom she invites to edit, with automatic suggestions off,
+    # so only Ann's appear
+    viewport = {"width": 1100, "height": 700}
+    ann = open_writer(browser, base_url, "ann", {"maxTokens": 12, "temperature": 0, "n": 1}, viewport)
+    bob = open_writer(browser, base_url, "bob", {"autoSuggest": False}, viewport)
+    created = ann.api("POST", "/api/documents", {"title": "Together"})
+    ann.api("POST", f"/api/documents/{created['id']}/members", {"username": "bob", "role": "editor"})
+    for writer in (ann, bob):
+        writer.page.goto(f"/d/{created['id']}")
+        writer.page.wait_for_function("window.cowrite && window.cowrite.state().synced")
+    yield ann.page, bob.page
+    ann.close()
+    bob.close()
 
 
 def text(page: Any) -> str:
@@ -63,11 +51,11 @@ def test_the_other_persons_cursor_and_name_are_visible(pair: tuple[Any, Any]) ->
     ann, bob = pair
     bob.locator(".cm-content").click()
     bob.keyboard.type("Hello from Bob.")
-    ann.wait_for_function("window.cowrite.state().peers.some(p => p.name === 'Bob')")
+    ann.wait_for_function("window.cowrite.state().peers.some(p => p.name === 'bob')")
     caret = ann.locator(".cm-ySelectionCaret")
     caret.first.wait_for()
-    assert "Bob" in ann.locator(".cm-ySelectionInfo").first.text_content()
-    assert ann.get_by_test_id("peer").first.inner_text().strip() == "Bob"
+    assert "bob" in ann.locator(".cm-ySelectionInfo").first.text_content()
+    assert ann.get_by_test_id("peer").first.inner_text().strip() == "bob"
     ARTIFACTS.mkdir(exist_ok=True)
     ann.screenshot(path=str(ARTIFACTS / "coediting-remote-cursor.png"))
 
@@ -77,7 +65,7 @@ def test_an_accepted_suggestion_reaches_the_other_page_marked_as_ai_text(pair: t
     ann.locator(".cm-content").click()
     ann.keyboard.type("It is a truth universally acknowledged, that a single man must be ", delay=10)
     ann.wait_for_function("(window.cowrite.state().ghost || '').length > 0")
-    bob.wait_for_function("window.cowrite.state().peers.some(p => p.name === 'Ann' && p.suggesting)")
+    bob.wait_for_function("window.cowrite.state().peers.some(p => p.name === 'ann' && p.suggesting)")
     ann.wait_for_function("!window.cowrite.state().generating")
     ghost = ann.evaluate("window.cowrite.state().ghost")
     ann.keyboard.press("Tab")
@@ -85,7 +73,7 @@ def test_an_accepted_suggestion_reaches_the_other_page_marked_as_ai_text(pair: t
     bob.wait_for_function("(t) => window.cowrite.ytext().endsWith(t)", arg=ghost)
     bob.wait_for_function("window.cowrite.aiSpans().length === 1")
     span = bob.evaluate("window.cowrite.aiSpans()[0]")
-    assert span["text"] == ghost and span["user"] == "Ann" and span["suggestion"]
+    assert span["text"] == ghost and span["user"] == "ann" and span["suggestion"]
     bob.get_by_test_id("ai-toggle").click()
     marked = bob.locator(".cm-ai")
     marked.first.wait_for()
