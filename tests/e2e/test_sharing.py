@@ -81,17 +81,14 @@ def test_a_viewer_watches_live_but_cannot_change_anything(ann: Writer, person: S
     sockets: list[str] = []
     sent_updates: list[bytes] = []
 
+    def keep_update(payload: str | bytes) -> None:
+        if isinstance(payload, bytes) and payload.startswith(SYNC_UPDATE):
+            sent_updates.append(payload)
+
     def watch(socket: Any) -> None:
         sockets.append(socket.url)
         if "/ws/doc/" in socket.url:
-            socket.on(
-                "framesent",
-                lambda payload: (
-                    isinstance(payload, bytes)
-                    and payload.startswith(SYNC_UPDATE)
-                    and sent_updates.append(payload)
-                ),
-            )
+            socket.on("framesent", keep_update)
 
     bob.page.on("websocket", watch)
     viewer = open_document(bob, doc_id)
