@@ -171,7 +171,8 @@ class Room:
                 return
             try:
                 await self._handle(message, connection)
-            except (ValueError, IndexError, AssertionError) as exc:
+            except (ValueError, IndexError, AssertionError, RuntimeError) as exc:
+                # pycrdt's decoder raises RuntimeError("Y protocol error") on a truncated message
                 log.warning("malformed message on document %s: %s", self.document_id, exc)
                 connection.closing = (status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, "malformed message")
                 return

@@ -37,3 +37,15 @@ def sign_in_client(http: Any, username: str, password: str = PASSWORD) -> None:
     headers = account(http, username, password)
     http.cookies.set(COOKIE, headers["cookie"].split("=", 1)[1])
     http.headers["origin"] = headers["origin"]
+
+
+async def account_async(http: Any, username: str, password: str = PASSWORD) -> dict[str, str]:
+    """`account` for an `httpx.AsyncClient`."""
+    body = {"username": username, "password": password}
+    headers = {"origin": origin_of(http)}
+    response = await http.post("/api/auth/signup", json=body, headers=headers)
+    if response.status_code == 409:
+        response = await http.post("/api/auth/signin", json=body, headers=headers)
+    assert response.status_code in (200, 201), response.text
+    http.cookies.clear()  # the caller passes the returned headers explicitly
+    return {"cookie": f"{COOKIE}={response.cookies[COOKIE]}", "origin": origin_of(http)}

@@ -27,9 +27,7 @@ from pycrdt import (
     write_message,
 )
 
-from server.collab import write_var_uint
-
-MESSAGE_SAVED = 100
+from server.collab import MESSAGE_REJECTED, MESSAGE_SAVED, write_var_uint
 
 
 def decode_state_vector(state: bytes) -> dict[int, int]:
@@ -59,6 +57,8 @@ class YClient:
         self._applying = False
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.updates_sent = 0
+        self.answers = 0  # sync step 2 messages received: answers to our step 1s
+        self.rejected: list[str] = []  # reasons the server gave for refusing our updates
         self.updates_acknowledged = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._socket: Any = None
@@ -148,6 +148,7 @@ class YClient:
                 finally:
                     self._applying = False
                 if message[1] == YSyncMessageType.SYNC_STEP2:
+                    self.answers += 1
                     self.synced.set()
         elif kind == YMessageType.AWARENESS:
             decoder = Decoder(read_message(message[1:]))
@@ -162,6 +163,8 @@ class YClient:
                     self.awareness.pop(client, None)
                 else:
                     self.awareness[client] = parsed
+        elif kind == MESSAGE_REJECTED:
+            self.rejected.append(Decoder(message[1:]).read_var_string())
         elif kind == MESSAGE_SAVED:
             decoder = Decoder(message[1:])
             state = decoder.read_message()

@@ -16,12 +16,14 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pycrdt import Doc, create_sync_message, write_message
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from server.app import create_app
 from server.settings import Settings
 from streaming.loader import LoadedModel
+from tests.accounts import account, sign_in_client
 from tests.conftest import serve
 from tests.yclient import YClient
 
@@ -79,6 +81,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, settings: Settings, loaded_mod
 @pytest.fixture(scope="module")
 def client(app: Any) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
+        sign_in_client(test_client, "alice")
         yield test_client
 
 
@@ -185,36 +188,92 @@ def test_generated_bodies_against_the_json_api(
     response = client.request(
         method, path.format(id=other), content=body, headers={"content-type": "application/json"}
     )
-    assert response.status_code in (200, 201, 400, 503), response.text
+    assert response.status_code in (200, 201, 400, 429, 503), response.text
     if response.status_code >= 400:
         assert "error" in response.json()
     client.delete(f"/api/documents/{other}")
     assert_intact(client, document_id)
 
 
-async def test_hostile_frames_against_the_document_socket(
-    settings: Settings, loaded_model: LoadedModel, tmp_path: Any
+@pytest.fixture(scope="module")
+def live(app: Any, client: TestClient) -> Iterator[tuple[str, Any, dict[str, dict[str, str]]]]:
+    """The same app served by a real uvicorn, with alice's document shared with an editor and a viewer."""
+    with serve(app) as url, httpx.Client(base_url=url) as http:
+        people = {name: account(http, name) for name in ("alice", "eve", "val")}
+        document = http.post("/api/documents", json={"title": "Keep me"}, headers=people["alice"]).json()[
+            "id"
+        ]
+        http.patch(f"/api/documents/{document}", json={"text": LEGITIMATE}, headers=people["alice"])
+        for name, role in (("eve", "editor"), ("val", "viewer")):
+            invite = {"username": name, "role": role}
+            http.post(f"/api/documents/{document}/members", json=invite, headers=people["alice"])
+        yield url.replace("http", "ws", 1) + f"/ws/doc/{document}", app.state.rooms, people
+
+
+async def attack_document_socket(socket: str, headers: dict[str, str], frames: list[bytes]) -> None:
+    async with YClient(socket, headers=headers) as attacker:
+        await asyncio.wait_for(attacker.synced.wait(), 10)
+        for frame in frames:
+            await attacker.send_raw(frame)
+        # the server answers each frame in order (or closes): a sync step 1 of ours is answered last
+        await attacker.send_raw(create_sync_message(Doc()))
+        await attacker.wait_for(lambda c: c.closed is not None or c.answers >= 2, within_s=10)
+
+
+async def assert_document_serves(
+    socket: str, owner_headers: dict[str, str], rooms: Any, expected: str
 ) -> None:
-    app = create_app(replace(settings, data_dir=tmp_path, database_url=None), loaded_model)
-    with serve(app) as url:
-        async with httpx.AsyncClient(base_url=url) as http:
-            document = (await http.post("/api/documents", json={"title": "Keep me"})).json()["id"]
-            await http.patch(f"/api/documents/{document}", json={"text": LEGITIMATE})
-            socket = url.replace("http", "ws", 1) + f"/ws/doc/{document}"
-            async with YClient(socket) as owner:
-                await asyncio.wait_for(owner.synced.wait(), 10)
-                for frame in HOSTILE_BINARY_FRAMES:
-                    async with YClient(socket) as attacker:
-                        await asyncio.wait_for(attacker.synced.wait(), 10)
-                        await attacker.send_raw(frame)
-                        await asyncio.sleep(0.05)
-                # the owner's socket lived through all of it, and still edits
-                owner.text.insert(len(LEGITIMATE.encode()), "!")
-                await owner.wait_saved()
-                assert owner.closed is None
-            stored = (await http.get(f"/api/documents/{document}")).json()
-            assert stored["title"] == "Keep me"
-            async with YClient(socket) as reader:
-                await asyncio.wait_for(reader.synced.wait(), 10)
-                assert str(reader.text) == LEGITIMATE + "!"
-            assert (await http.get("/healthz")).status_code == 200
+    async with YClient(socket, headers=owner_headers) as reader:
+        await asyncio.wait_for(reader.synced.wait(), 10)
+        assert str(reader.text) == expected
+    room = rooms.get(socket.rsplit("/", 1)[1])
+    assert room is None or str(room.text) == expected
+
+
+def test_hostile_frames_against_the_document_socket(live: Any) -> None:
+    socket, rooms, people = live
+
+    async def run() -> None:
+        async with YClient(socket, headers=people["alice"]) as owner:
+            await asyncio.wait_for(owner.synced.wait(), 10)
+            for frame in HOSTILE_BINARY_FRAMES:
+                for attacker in ("eve", "val"):
+                    await attack_document_socket(socket, people[attacker], [frame])
+            # the owner's socket lived through all of it, and still edits
+            owner.text.insert(len(LEGITIMATE.encode()), "!")
+            await owner.wait_saved()
+            assert owner.closed is None
+            del owner.text[len(LEGITIMATE.encode()) : len(LEGITIMATE.encode()) + 1]
+            await owner.wait_saved()
+        await assert_document_serves(socket, people["alice"], rooms, LEGITIMATE)
+
+    asyncio.run(run())
+
+
+sync_frames = st.one_of(
+    st.binary(max_size=64),
+    # well-framed sync messages (step 1, step 2, update) around arbitrary payloads
+    st.tuples(st.sampled_from([0, 1, 2, 3]), st.binary(max_size=48)).map(
+        lambda t: bytes([0, t[0]]) + write_message(t[1])
+    ),
+    # well-framed awareness and unknown message types
+    st.tuples(st.sampled_from([1, 2, 3, 100, 101, 255]), st.binary(max_size=48)).map(
+        lambda t: bytes([t[0]]) + write_message(t[1])
+    ),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(sync_frames, min_size=1, max_size=4), st.sampled_from(["eve", "val"]))
+def test_generated_frames_against_the_document_socket(live: Any, batch: list[bytes], attacker: str) -> None:
+    """A viewer's frames change nothing at all; an editor's may be refused or (when they happen to be
+    a valid update) applied, and either way the server, the room and the stored text stay one."""
+    socket, rooms, people = live
+
+    async def run() -> None:
+        await attack_document_socket(socket, people[attacker], list(batch))
+        room = rooms.get(socket.rsplit("/", 1)[1])
+        expected = LEGITIMATE if attacker == "val" or room is None else str(room.text)
+        await assert_document_serves(socket, people["alice"], rooms, expected)
+
+    asyncio.run(run())

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.accounts import account_async
 from tests.processes import free_port, start_server, wait_ready
 from tests.yclient import YClient, decode_state_vector
 
@@ -23,9 +24,14 @@ async def test_no_acknowledged_update_is_lost_to_sigkill(tmp_path: Path) -> None
     try:
         await wait_ready(url, server)
         async with httpx.AsyncClient(base_url=url) as http:
-            document = (await http.post("/api/documents", json={"title": "Crash"})).json()["id"]
+            as_ann, as_bob = await account_async(http, "ann"), await account_async(http, "bob")
+            created = await http.post("/api/documents", json={"title": "Crash"}, headers=as_ann)
+            document = created.json()["id"]
+            invite = {"username": "bob", "role": "editor"}
+            added = await http.post(f"/api/documents/{document}/members", json=invite, headers=as_ann)
+            assert added.status_code == 201
         socket = url.replace("http", "ws", 1) + f"/ws/doc/{document}"
-        async with YClient(socket) as ann, YClient(socket) as bob:
+        async with YClient(socket, headers=as_ann) as ann, YClient(socket, headers=as_bob) as bob:
             await asyncio.wait_for(ann.synced.wait(), 10)
             await asyncio.wait_for(bob.synced.wait(), 10)
 
@@ -48,7 +54,8 @@ async def test_no_acknowledged_update_is_lost_to_sigkill(tmp_path: Path) -> None
 
         server = start_server(port, tmp_path)
         await wait_ready(url, server)
-        async with YClient(socket) as reader:
+        # the session outlives the restart: the secret key is kept in the data folder
+        async with YClient(socket, headers=as_bob) as reader:
             await asyncio.wait_for(reader.synced.wait(), 10)
             recovered = decode_state_vector(reader.doc.get_state())
             text = str(reader.text)

@@ -1,0 +1,254 @@
+"""Accounts and sessions: sign-up, sign-in, sign-out, cookies, stored hashes, brute force, CSRF,
+the first visit, and the admin command."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import stat
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from server import admin
+from server.app import create_app
+from server.auth import COOKIE, SECRET_FILE
+from server.settings import Settings
+from streaming.loader import LoadedModel
+from tests.accounts import PASSWORD, account
+
+ORIGIN = {"origin": "http://testserver"}
+
+
+@pytest.fixture
+def anonymous(app_settings: Settings, loaded_model: LoadedModel) -> Iterator[TestClient]:
+    """A fresh server with no accounts, and a browser that is not signed in."""
+    with TestClient(create_app(app_settings, loaded_model), headers=ORIGIN) as test_client:
+        yield test_client
+
+
+def credentials(username: str = "ann", password: str = PASSWORD) -> dict[str, str]:
+    return {"username": username, "password": password}
+
+
+def test_the_first_visit_goes_to_sign_up_and_the_first_account_is_admin(anonymous: TestClient) -> None:
+    first = anonymous.get("/", follow_redirects=False)
+    assert (first.status_code, first.headers["location"]) == (303, "/signup?next=/")
+    assert anonymous.get("/api/auth/status").json() == {"user": None, "signup": "open", "first_run": True}
+    assert anonymous.get("/signup").headers["content-type"].startswith("text/html")
+
+    created = anonymous.post("/api/auth/signup", json=credentials("  Ann  "))
+    assert created.status_code == 201 and created.json()["user"] == {"username": "ann", "is_admin": True}
+    assert anonymous.get("/").status_code == 200
+    status = anonymous.get("/api/auth/status").json()
+    assert status["user"]["username"] == "ann" and not status["first_run"]
+
+    anonymous.cookies.clear()
+    later = anonymous.get("/d/anything?x=1", follow_redirects=False)
+    assert (later.status_code, later.headers["location"]) == (303, "/signin?next=/d/anything%3Fx%3D1")
+    second = anonymous.post("/api/auth/signup", json=credentials("bob"))
+    assert second.json()["user"] == {"username": "bob", "is_admin": False}
+
+
+def test_the_session_cookie_is_httponly_lax_and_secure_over_https(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    app = create_app(app_settings, loaded_model)
+    with TestClient(app, headers=ORIGIN) as plain:
+        cookie = plain.post("/api/auth/signup", json=credentials()).headers["set-cookie"]
+    assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie
+    secure_origin = {"origin": "https://testserver"}
+    with TestClient(app, base_url="https://testserver", headers=secure_origin) as https:
+        cookie = https.post("/api/auth/signin", json=credentials()).headers["set-cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_signing_in_rotates_the_session_and_signing_out_ends_it(anonymous: TestClient) -> None:
+    anonymous.post("/api/auth/signup", json=credentials())
+    first = anonymous.cookies[COOKIE]
+    anonymous.post("/api/auth/signin", json=credentials())
+    second = anonymous.cookies[COOKIE]
+    assert second != first
+    as_first = {**ORIGIN, "cookie": f"{COOKIE}={first}"}
+    assert anonymous.get("/api/documents", headers=as_first).status_code == 401
+    assert anonymous.get("/api/documents").status_code == 200
+
+    assert anonymous.post("/api/auth/signout").status_code == 204
+    as_second = {**ORIGIN, "cookie": f"{COOKIE}={second}"}
+    assert anonymous.get("/api/documents", headers=as_second).status_code == 401
+
+
+def test_a_forged_or_tampered_cookie_signs_nobody_in(anonymous: TestClient) -> None:
+    anonymous.post("/api/auth/signup", json=credentials())
+    session_id, mac = anonymous.cookies[COOKIE].rsplit(".", 1)
+    anonymous.cookies.clear()
+    for value in (f"{session_id}.{mac[:-2]}xx", f"x{session_id}.{mac}", session_id, "", "..."):
+        response = anonymous.get("/api/documents", headers={**ORIGIN, "cookie": f"{COOKIE}={value}"})
+        assert response.status_code == 401, value
+
+
+def test_passwords_are_stored_only_as_argon2_hashes(anonymous: TestClient, app_settings: Settings) -> None:
+    password = "hunter2-but-longer"
+    anonymous.post("/api/auth/signup", json=credentials("ann", password))
+    database = app_settings.data_dir / "cowrite.db"
+    with sqlite3.connect(database) as connection:
+        [(stored,)] = connection.execute("SELECT password_hash FROM users WHERE username = 'ann'")
+        dump = "\n".join(connection.iterdump())
+    assert stored.startswith("$argon2id$") and password not in stored
+    assert password not in dump
+    for path in app_settings.data_dir.glob("cowrite.db*"):  # the WAL too
+        assert password.encode() not in path.read_bytes()
+
+
+def test_the_secret_key_is_made_once_and_kept_private(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    create_app(app_settings, loaded_model)
+    key_file = Path(app_settings.data_dir) / SECRET_FILE
+    key = key_file.read_text()
+    assert len(key) >= 32 and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    create_app(app_settings, loaded_model)
+    assert key_file.read_text() == key
+
+
+def test_a_cookie_signed_with_another_key_is_refused(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    with TestClient(create_app(app_settings, loaded_model), headers=ORIGIN) as first:
+        headers = account(first, "ann")
+    other = replace(app_settings, secret_key="a completely different secret key")
+    with TestClient(create_app(other, loaded_model), headers=ORIGIN) as second:
+        assert second.get("/api/documents", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"username": "a", "password": PASSWORD}, 400, "invalid"),
+        ({"username": "no spaces", "password": PASSWORD}, 400, "invalid"),
+        ({"username": "-dash", "password": PASSWORD}, 400, "invalid"),
+        ({"username": "ann", "password": "short"}, 400, "invalid"),
+        ({"username": "ann", "password": "x" * 1025}, 400, "invalid"),
+        ({"username": "ann"}, 400, "invalid"),
+        ({"username": "ann", "password": PASSWORD, "admin": True}, 400, "invalid"),
+        ({"username": "taken", "password": PASSWORD}, 409, "username_taken"),
+    ],
+)
+def test_bad_sign_ups_get_clear_errors(
+    anonymous: TestClient, body: dict[str, object], status: int, code: str
+) -> None:
+    anonymous.post("/api/auth/signup", json=credentials("taken"))
+    anonymous.cookies.clear()
+    response = anonymous.post("/api/auth/signup", json=body)
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    assert [u.username for u in admin_users(anonymous)] == ["taken"]
+
+
+def admin_users(client: TestClient) -> list[object]:
+    from storage import accounts
+
+    users: list[object] = client.app.state.store.call(accounts.list_users)  # type: ignore[attr-defined]
+    return users
+
+
+def test_closed_sign_up_still_lets_the_first_account_in(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    closed = replace(app_settings, signup="closed")
+    with TestClient(create_app(closed, loaded_model), headers=ORIGIN) as client:
+        assert client.get("/api/auth/status").json()["signup"] == "open"
+        assert client.post("/api/auth/signup", json=credentials("first")).status_code == 201
+        client.cookies.clear()
+        assert client.get("/api/auth/status").json()["signup"] == "closed"
+        refused = client.post("/api/auth/signup", json=credentials("second"))
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "signup_closed")
+
+
+def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(anonymous: TestClient) -> None:
+    anonymous.post("/api/auth/signup", json=credentials())
+    anonymous.cookies.clear()
+    wrong = anonymous.post("/api/auth/signin", json=credentials("ann", "not the password"))
+    unknown = anonymous.post("/api/auth/signin", json=credentials("nobody", "not the password"))
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+    assert COOKIE not in anonymous.cookies
+
+
+def test_brute_force_sign_in_is_slowed_per_account_and_per_address(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    tight = replace(app_settings, signin_attempts=3, signin_attempts_per_address=5)
+    with TestClient(create_app(tight, loaded_model), headers=ORIGIN) as client:
+        client.post("/api/auth/signup", json=credentials())
+        client.cookies.clear()
+        answers = [client.post("/api/auth/signin", json=credentials("ann", f"guess {i}")) for i in range(4)]
+        assert [a.status_code for a in answers] == [401, 401, 401, 429]
+        assert int(answers[-1].headers["retry-after"]) > 0
+        assert answers[-1].json()["error"]["retry_after_s"] > 0
+        # the right password waits too, while the account is locked
+        assert client.post("/api/auth/signin", json=credentials()).status_code == 429
+        # other accounts from the same address: two more failures fill the address's allowance
+        for name in ("bob", "cy"):
+            assert client.post("/api/auth/signin", json=credentials(name, "guess")).status_code == 401
+        assert client.post("/api/auth/signin", json=credentials("dee", "guess")).status_code == 429
+
+
+def test_state_changing_requests_need_this_sites_origin_or_referer(client: TestClient) -> None:
+    document = client.post("/api/documents", json={"title": "Mine"}).json()
+    path = f"/api/documents/{document['id']}"
+    for headers in (
+        {"origin": "http://evil.example"},
+        {"origin": "null"},
+        {"origin": "https://testserver"},  # another scheme is another site
+        {"origin": "", "referer": "http://evil.example/page"},
+        {"origin": "", "referer": ""},
+    ):
+        for method, body in (("PATCH", {"title": "Hijacked"}), ("DELETE", None), ("POST", None)):
+            target = "/api/documents" if method == "POST" else path
+            response = client.request(method, target, json=body, headers=headers)
+            assert (response.status_code, response.json()["error"]["code"]) == (403, "csrf"), headers
+    assert client.get(path).json()["title"] == "Mine"
+    # a Referer from this site is enough when a browser sends no Origin
+    renamed = client.patch(
+        path, json={"title": "Renamed"}, headers={"origin": "", "referer": "http://testserver/d/x"}
+    )
+    assert renamed.status_code == 200
+    assert [d["title"] for d in client.get("/api/documents").json()["documents"]] == ["Renamed"]
+
+
+def test_the_admin_command_creates_users_and_resets_passwords(
+    app_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    loaded_model: LoadedModel,
+) -> None:
+    monkeypatch.setenv("COWRITE_DATA_DIR", str(app_settings.data_dir))
+
+    def run(*args: str, password: str = "") -> int:
+        monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+        return admin.main(list(args))
+
+    assert run("create-user", "Root", "--password-stdin", password="first password") == 0
+    assert run("create-user", "writer", "--password-stdin", password="second password") == 0
+    assert run("create-user", "writer", "--password-stdin", password="third password") == 1
+    assert run("create-user", "bad name", "--password-stdin", password="third password") == 2
+    assert run("create-user", "short", "--password-stdin", password="short") == 2
+    assert run("list-users") == 0
+    out = capsys.readouterr()
+    assert "root (admin)\nwriter\n" in out.out and "exists already" in out.err
+
+    with TestClient(create_app(app_settings, loaded_model), headers=ORIGIN) as client:
+        session = account(client, "writer", "second password")
+        assert run("reset-password", "writer", "--password-stdin", password="a new password") == 0
+        assert run("reset-password", "nobody", "--password-stdin", password="a new password") == 1
+        assert client.get("/api/documents", headers=session).status_code == 401  # signed out
+        assert (
+            client.post("/api/auth/signin", json=credentials("writer", "second password")).status_code == 401
+        )
+        assert (
+            client.post("/api/auth/signin", json=credentials("writer", "a new password")).status_code == 200
+        )

@@ -1,0 +1,156 @@
+"""Abuse limits, each with its clear error or close code: request size, frame size, suggestions per
+user per minute, open sockets per user, and the idle timeout."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from starlette import status
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from server.app import create_app
+from server.errors import WS_4408_IDLE, WS_4429_TOO_MANY_SOCKETS
+from server.limits import AttemptLimiter, RateLimiter
+from server.settings import Settings
+from streaming.loader import LoadedModel
+from tests.accounts import account, sign_in_client
+
+
+@pytest.fixture
+def tight(app_settings: Settings, loaded_model: LoadedModel) -> Iterator[TestClient]:
+    limits = replace(
+        app_settings,
+        request_limit_mb=1,
+        frame_limit_kb=4,
+        update_limit_mb=1,
+        suggestions_per_minute=3,
+        sockets_per_user=2,
+        idle_timeout_s=1,
+    )
+    with TestClient(create_app(limits, loaded_model)) as client:
+        sign_in_client(client, "alice")
+        yield client
+
+
+def suggest(request_id: str) -> str:
+    settings = {"max_tokens": 1, "temperature": 0}
+    return json.dumps(
+        {"v": 1, "type": "suggest", "id": request_id, "before": "Once upon", "settings": settings}
+    )
+
+
+def test_a_request_body_over_the_limit_is_413_and_changes_nothing(tight: TestClient) -> None:
+    document = tight.post("/api/documents", json={"title": "Kept"}).json()
+    path = f"/api/documents/{document['id']}"
+    big = json.dumps({"text": "x" * (1 << 20)}).encode()
+    said = tight.patch(path, content=big, headers={"content-type": "application/json"})
+    assert (said.status_code, said.json()["error"]["code"]) == (413, "too_large")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the body streams
+        yield b'{"text": "'
+        for _ in range(20):
+            yield b"y" * 65536
+        yield b'"}'
+
+    streamed = tight.patch(path, content=chunks(), headers={"content-type": "application/json"})
+    assert (streamed.status_code, streamed.json()["error"]["code"]) == (413, "too_large")
+    assert tight.get(path).json()["text"] == ""
+
+
+def test_suggestions_per_user_per_minute(tight: TestClient) -> None:
+    document = tight.post("/api/documents", json={"title": "Busy"}).json()
+    with tight.websocket_connect(f"/ws/suggest/{document['id']}") as ws:
+        assert ws.receive_json()["type"] == "hello"
+        answers = []
+        for i in range(4):
+            ws.send_text(suggest(f"s{i}"))
+            while True:
+                frame = ws.receive_json()
+                if frame["type"] in ("done", "error"):
+                    answers.append(frame)
+                    break
+    assert [a["type"] for a in answers] == ["done", "done", "done", "error"]
+    assert answers[-1]["code"] == "rate_limited" and answers[-1]["id"] == "s3"
+    assert answers[-1]["retry_after_ms"] > 0
+    # the same allowance covers the OpenAI endpoint
+    limited = tight.post("/v1/completions", json={"prompt": "Once", "max_tokens": 1})
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+
+
+def test_open_sockets_per_user(tight: TestClient) -> None:
+    document = tight.post("/api/documents", json={"title": "Many tabs"}).json()
+    bob = account(tight, "bob")
+    tight.post(f"/api/documents/{document['id']}/members", json={"username": "bob", "role": "editor"})
+    with (
+        tight.websocket_connect(f"/ws/doc/{document['id']}") as first,
+        tight.websocket_connect(f"/ws/suggest/{document['id']}") as second,
+    ):
+        first.receive_bytes()
+        second.receive_json()
+        with tight.websocket_connect(f"/ws/doc/{document['id']}") as third:
+            refused = third.receive()
+        assert refused == {
+            "type": "websocket.close",
+            "code": WS_4429_TOO_MANY_SOCKETS,
+            "reason": refused["reason"],
+        }
+        assert "at most 2" in refused["reason"]
+        # another user is not counted against alice
+        with tight.websocket_connect(f"/ws/doc/{document['id']}", headers=bob) as bobs:
+            assert bobs.receive_bytes()
+    # closing frees the places
+    with tight.websocket_connect(f"/ws/doc/{document['id']}") as again:
+        assert again.receive_bytes()
+
+
+@pytest.mark.parametrize("kind", ["suggest", "doc"])
+def test_an_idle_socket_is_closed(tight: TestClient, kind: str) -> None:
+    document = tight.post("/api/documents", json={"title": "Quiet"}).json()
+    started = time.monotonic()
+    with tight.websocket_connect(f"/ws/{kind}/{document['id']}") as ws:
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                ws.receive_bytes() if kind == "doc" else ws.receive_json()
+    assert closed.value.code == WS_4408_IDLE
+    assert time.monotonic() - started >= 1.0
+
+
+def test_frames_over_the_limit_close_with_1009(tight: TestClient) -> None:
+    document = tight.post("/api/documents", json={"title": "Big"}).json()
+    with tight.websocket_connect(f"/ws/suggest/{document['id']}") as ws:
+        ws.receive_json()
+        ws.send_text(suggest("x").replace("Once upon", "x" * 5000))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == status.WS_1009_MESSAGE_TOO_BIG
+    with tight.websocket_connect(f"/ws/doc/{document['id']}") as ws:
+        ws.receive_bytes()
+        ws.send_bytes(b"\x00\x02" + b"\x00" * ((1 << 20) + 1))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                ws.receive_bytes()
+    assert closed.value.code == status.WS_1009_MESSAGE_TOO_BIG
+    assert tight.get(f"/api/documents/{document['id']}").json()["text"] == ""
+
+
+def test_the_limiters_count_and_forget_on_their_clock() -> None:
+    now = [0.0]
+    attempts = AttemptLimiter({"account": 2}, window_s=60, clock=lambda: now[0])
+    attempts.record_failure("account:ann")
+    attempts.record_failure("account:ann")
+    assert attempts.retry_after("account:ann") == 60
+    now[0] = 30.0
+    assert attempts.retry_after("account:ann") == 30 and attempts.retry_after("account:bob") == 0
+    now[0] = 60.0
+    assert attempts.retry_after("account:ann") == 0
+
+    rate = RateLimiter(per_minute=60, clock=lambda: now[0])
+    assert [rate.take("ann") for _ in range(60)] == [0.0] * 60
+    assert rate.take("ann") == pytest.approx(1.0)
+    now[0] += 1.0
+    assert rate.take("ann") == 0.0 and rate.take("bob") == 0.0
