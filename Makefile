@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 UI := editor_ui
 UI_DEPS := $(UI)/node_modules/.package-lock.json
-BUNDLES := $(UI)/static/editor.js $(UI)/static/list.js
+BUNDLES := $(UI)/static/editor.js $(UI)/static/list.js $(UI)/static/auth.js
 
 .PHONY: install run test bench lint ui ui-check e2e-deps clean
 

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from bench.engine import CORPUS, FALLBACK, ROOT, percentile
+from tests.accounts import account_async
 from tests.processes import free_port, start_server, wait_ready
 from tests.yclient import YClient, decode_state_vector
 
@@ -31,8 +32,10 @@ RESULTS = ROOT / "bench" / "results" / "collab.json"
 class Typist:
     """One client, its send times by clock, and what it has seen of the others."""
 
-    def __init__(self, url: str, latencies: list[float], typists: dict[int, Typist]) -> None:
-        self.client = YClient(url, on_update=self._received)
+    def __init__(
+        self, url: str, headers: dict[str, str], latencies: list[float], typists: dict[int, Typist]
+    ) -> None:
+        self.client = YClient(url, on_update=self._received, headers=headers)
         self.sent_at: dict[int, float] = {}
         self.seen: dict[int, int] = {}
         self.latencies = latencies
@@ -69,14 +72,20 @@ class Typist:
 
 
 async def run(base: str, args: argparse.Namespace, novel: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=base) as http:
-        document = (await http.post("/api/documents", json={"title": "Everyone"})).json()["id"]
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        # each client is its own account, an editor of the host's document
+        host = await account_async(http, "host")
+        people = [await account_async(http, f"typist{i}") for i in range(args.clients)]
+        document = (await http.post("/api/documents", json={"title": "Everyone"}, headers=host)).json()["id"]
+        for i in range(args.clients):
+            invite = {"username": f"typist{i}", "role": "editor"}
+            await http.post(f"/api/documents/{document}/members", json=invite, headers=host)
         markers = [f"[{i}]" for i in range(args.clients)]
-        await http.patch(f"/api/documents/{document}", json={"text": "\n".join(markers)})
+        await http.patch(f"/api/documents/{document}", json={"text": "\n".join(markers)}, headers=host)
     url = base.replace("http", "ws", 1) + f"/ws/doc/{document}"
     latencies: list[float] = []
     typists: dict[int, Typist] = {}
-    members = [Typist(url, latencies, typists) for _ in range(args.clients)]
+    members = [Typist(url, people[i], latencies, typists) for i in range(args.clients)]
     for member in members:
         await member.client.__aenter__()
         typists[member.client.client_id] = member
@@ -105,7 +114,7 @@ async def run(base: str, args: argparse.Namespace, novel: str) -> dict[str, Any]
             await member.client.__aexit__(None, None, None)
     typed = sum(m.typed for m in members)
     final = texts.pop() if len(texts) == 1 else None
-    async with httpx.AsyncClient(base_url=base) as http:
+    async with httpx.AsyncClient(base_url=base, headers=host) as http:
         for _ in range(100):  # the plain text is saved beside the log on a one-second schedule
             stored = (await http.get(f"/api/documents/{document}")).json()["text"]
             if stored == final:

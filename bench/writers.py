@@ -27,6 +27,7 @@ import httpx
 import websockets
 
 from bench.engine import CORPUS, FALLBACK, ROOT, percentile
+from tests.accounts import account_async
 from tests.processes import free_port, start_server, wait_ready
 
 RESULTS = ROOT / "bench" / "results" / "writers.json"
@@ -71,10 +72,11 @@ async def writer(
     opening = opening[: opening.rfind(" ") + 1]
     to_type = phrases(novel[offset + len(opening) : offset + len(opening) + 4000], rng, args.pauses)
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        http.headers.update(await account_async(http, f"writer{index}"))
         doc = (await http.post("/api/documents", json={"title": f"Writer {index}"})).json()["id"]
         await http.patch(f"/api/documents/{doc}", json={"text": opening})
         ws_url = base.replace("http", "ws", 1) + f"/ws/suggest/{doc}"
-        async with websockets.connect(ws_url, max_size=2**20) as ws:
+        async with websockets.connect(ws_url, max_size=2**20, additional_headers=http.headers) as ws:
             json.loads(await ws.recv())  # hello
             # as the editor does on opening a document: read the context ahead of the first pause
             await ws.send(json.dumps({"v": 1, "type": "prime", "before": opening}))

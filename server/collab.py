@@ -53,6 +53,8 @@ audit = logging.getLogger("cowrite.audit")
 MESSAGE_SAVED = 100
 # ours: "your update was refused and nothing of it kept" (a viewer's); payload: a reason string
 MESSAGE_REJECTED = 101
+# ours: "the owner changed your role"; payload: the new role as a string
+MESSAGE_ROLE_CHANGED = 102
 OUTBOX_SIZE = 1024
 TEXT_NAME = "content"
 EMPTY_UPDATE = b"\x00\x00"
@@ -78,8 +80,9 @@ class Connection:
         if role is None:
             self.closing = (WS_4403_FORBIDDEN, "your access to this document was removed")
             self.outbox.close()  # the writer stops, and with it the connection
-        else:
+        elif role is not self.role:
             self.role = role
+            self.send(bytes([MESSAGE_ROLE_CHANGED]) + write_message(str(role).encode()))
 
     def send(self, message: bytes) -> None:
         """Queue a message; a client too slow to keep up is disconnected rather than waited for."""

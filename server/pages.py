@@ -42,18 +42,23 @@ async def to_sign_in(conn: HTTPConnection) -> Response:
     return RedirectResponse(f"{page}?next={quote(here, safe='/')}", status_code=303)
 
 
+# a page depends on who is signed in: never reuse one from the browser's cache (after signing out,
+# a cached list would skip the server's redirect to sign-in)
+NO_STORE = {"cache-control": "no-store"}
+
+
 async def document_list(request: Request) -> Response:
     signed_in(request)
-    return FileResponse(STATIC / "index.html")
+    return FileResponse(STATIC / "index.html", headers=NO_STORE)
 
 
 async def editor(request: Request) -> Response:
     await authorize(request, request.path_params["doc_id"], Role.VIEWER)
-    return FileResponse(STATIC / "editor.html")
+    return FileResponse(STATIC / "editor.html", headers=NO_STORE)
 
 
 async def auth_page(request: Request) -> Response:
-    return FileResponse(STATIC / "auth.html")
+    return FileResponse(STATIC / "auth.html", headers=NO_STORE)
 
 
 routes: list[BaseRoute] = [

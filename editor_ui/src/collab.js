@@ -20,6 +20,8 @@ export const MESSAGE_SAVED = 100;
  * type followed by a var-string reason. The updates stay local; nothing of them is stored.
  */
 export const MESSAGE_UPDATE_REFUSED = 101;
+/** The owner changed this user's role while connected: this message type followed by the new role. */
+export const MESSAGE_ROLE_CHANGED = 102;
 
 /** Closes after which reconnecting cannot help, and what each means for the page. */
 const FINAL_CLOSES = new Map([
@@ -70,8 +72,9 @@ export class SharedDocument {
    * @param {string} id the document id, which is also the y-websocket room name
    * @param {() => void} onChange called whenever connection, sync or saving may have changed
    * @param {(reason: string) => void} onRefused called when the server refused this client's edits
+   * @param {(role: string) => void} onRoleChanged called when the server says this user's role changed
    */
-  constructor(id, onChange, onRefused) {
+  constructor(id, onChange, onRefused, onRoleChanged) {
     this.onChange = onChange;
     this.ydoc = new Y.Doc();
     /** The document's text, seeded by the server; this page never inserts initial content. */
@@ -113,6 +116,9 @@ export class SharedDocument {
     this.provider.messageHandlers[MESSAGE_UPDATE_REFUSED] = (_encoder, decoder) => {
       const reason = decoding.hasContent(decoder) ? decoding.readVarString(decoder) : "";
       onRefused(reason);
+    };
+    this.provider.messageHandlers[MESSAGE_ROLE_CHANGED] = (_encoder, decoder) => {
+      onRoleChanged(decoding.hasContent(decoder) ? decoding.readVarString(decoder) : "");
     };
     this.provider.on("status", () => this.onChange());
     this.provider.on("sync", () => this.onChange());

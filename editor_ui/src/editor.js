@@ -150,6 +150,7 @@ async function main() {
       if (access.readOnly) showReadOnlyNotice();
       else checkRole();
     },
+    () => checkRole(),
   );
   shared.readOnly = access.readOnly;
   const presence = new Presence(shared.awareness, identity, byId("presence"));

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, create_sync_message, write_message
@@ -275,5 +276,23 @@ def test_generated_frames_against_the_document_socket(live: Any, batch: list[byt
         room = rooms.get(socket.rsplit("/", 1)[1])
         expected = LEGITIMATE if attacker == "val" or room is None else str(room.text)
         await assert_document_serves(socket, people["alice"], rooms, expected)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("kind", ["suggest", "doc"])
+def test_a_text_frame_of_invalid_utf8_closes_only_that_socket(live: Any, kind: str) -> None:
+    socket, rooms, people = live
+    url = socket.replace("/ws/doc/", f"/ws/{kind}/")
+
+    async def run() -> None:
+        async with websockets.connect(url, additional_headers=people["alice"]) as attacker:
+            await attacker.recv()  # hello, or sync step 1
+            await attacker.send(b"\xff\xfe{\x80}", text=True)  # a text frame that is not UTF-8
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await attacker.recv()
+        assert attacker.close_code == 1007
+        await assert_document_serves(socket, people["alice"], rooms, LEGITIMATE)
 
     asyncio.run(run())

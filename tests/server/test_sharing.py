@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from server.app import create_app
+from server.collab import MESSAGE_ROLE_CHANGED
 from server.errors import WS_4403_FORBIDDEN
 from server.settings import Settings
 from storage import documents
@@ -146,8 +147,13 @@ def test_a_change_of_role_reaches_open_sockets(client: TestClient, people: dict[
             ws.receive_json()
     assert closed.value.code == WS_4403_FORBIDDEN
 
+    # bob is a viewer now; promoted while connected, his document socket is told at once
     with client.websocket_connect(f"/ws/doc/{document['id']}", headers=people["bob"]) as ws:
         ws.receive_bytes()
+        client.patch(f"{path}/members/bob", json={"role": "editor"})
+        while (message := ws.receive_bytes())[0] != MESSAGE_ROLE_CHANGED:
+            pass
+        assert message == bytes([MESSAGE_ROLE_CHANGED]) + write_message(b"editor")
         client.delete(f"{path}/members/bob")
         with pytest.raises(WebSocketDisconnect) as closed:
             while True:
