@@ -72,11 +72,12 @@ async def writer(
     opening = opening[: opening.rfind(" ") + 1]
     to_type = phrases(novel[offset + len(opening) : offset + len(opening) + 4000], rng, args.pauses)
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        http.headers.update(await account_async(http, f"writer{index}"))
+        me = await account_async(http, f"writer{index}")
+        http.headers.update(me)
         doc = (await http.post("/api/documents", json={"title": f"Writer {index}"})).json()["id"]
         await http.patch(f"/api/documents/{doc}", json={"text": opening})
         ws_url = base.replace("http", "ws", 1) + f"/ws/suggest/{doc}"
-        async with websockets.connect(ws_url, max_size=2**20, additional_headers=http.headers) as ws:
+        async with websockets.connect(ws_url, max_size=2**20, additional_headers=me) as ws:
             json.loads(await ws.recv())  # hello
             # as the editor does on opening a document: read the context ahead of the first pause
             await ws.send(json.dumps({"v": 1, "type": "prime", "before": opening}))
@@ -144,20 +145,20 @@ async def run(base: str, writers: int, novel: str, args: argparse.Namespace) -> 
     """All writers open their documents at once; once every prime is read, they start typing."""
     results = [WriterResult() for _ in range(writers)]
     opened, go = asyncio.Barrier(writers + 1), asyncio.Event()
-    tasks = [
-        asyncio.create_task(writer(base, i, novel, args, results[i], opened, go)) for i in range(writers)
-    ]
-    started = time.perf_counter()
-    await opened.wait()
-    async with httpx.AsyncClient(base_url=base) as http:
-        while True:
-            health = (await http.get("/healthz")).json()
-            if health["active_requests"] == 0 and health["queue_depth"] == 0:
-                break
-            await asyncio.sleep(0.05)
-    primed_s = time.perf_counter() - started
-    go.set()
-    await asyncio.gather(*tasks)
+    # a task group: a writer that fails ends the run instead of leaving the others at the barrier
+    async with asyncio.TaskGroup() as group:
+        for i in range(writers):
+            group.create_task(writer(base, i, novel, args, results[i], opened, go))
+        started = time.perf_counter()
+        await opened.wait()
+        async with httpx.AsyncClient(base_url=base) as http:
+            while True:
+                health = (await http.get("/healthz")).json()
+                if health["active_requests"] == 0 and health["queue_depth"] == 0:
+                    break
+                await asyncio.sleep(0.05)
+        primed_s = time.perf_counter() - started
+        go.set()
     return [p for r in results for p in r.pauses], primed_s
 
 
