@@ -10,6 +10,7 @@ empties.
 
 from __future__ import annotations
 
+import json
 import logging
 from types import TracebackType
 
@@ -106,6 +107,7 @@ class Room:
         self.doc: Doc[Text] = Doc()
         self.text = self.doc.get(TEXT_NAME, type=Text)
         self.awareness = Awareness(self.doc)
+        self.awareness_owners: dict[int, Connection] = {}  # client id -> the connection that uses it
         self.connections: set[Connection] = set()
         self.lock = anyio.Lock()
         self.text_dirty = False
@@ -198,12 +200,13 @@ class Room:
             else:
                 raise ValueError(f"unknown sync step {step}")
         elif kind == YMessageType.AWARENESS:
-            update = read_message(message[1:])
-            for client_id, present in awareness_clients(update):
-                (connection.awareness_ids.add if present else connection.awareness_ids.discard)(client_id)
+            update = self._own_awareness(read_message(message[1:]), connection)
+            if update is None:
+                return
             self.awareness.apply_awareness_update(update, connection)
+            relayed = create_awareness_message(update)
             for other in self.connections:
-                other.send(message)
+                other.send(relayed)
         else:
             raise ValueError(f"unknown message type {kind}")
 
@@ -223,6 +226,34 @@ class Room:
             ack = bytes([MESSAGE_SAVED]) + write_message(self.doc.get_state())
             sender.send(ack + write_var_uint(sender.updates_received))
 
+    def _own_awareness(self, update: bytes, connection: Connection) -> bytes | None:
+        """The entries of an awareness update this connection may set, each labelled with its
+        account's name: a client id belongs to the first connection that used it, so nobody can
+        move or rename someone else's cursor, nor show theirs under another name. None when no
+        entry is left."""
+        kept = []
+        for client_id, clock, state in awareness_entries(update):
+            owner = self.awareness_owners.setdefault(client_id, connection)
+            if owner is not connection:
+                audit.warning(
+                    "dropped an awareness state for another connection's client id on document %s from %s",
+                    self.document_id,
+                    connection.username,
+                )
+                continue
+            if state not in ("", "null"):
+                connection.awareness_ids.add(client_id)
+                state = labelled(state, connection.username)
+            else:
+                connection.awareness_ids.discard(client_id)
+            kept.append((client_id, clock, state))
+        if not kept:
+            return None
+        out = bytearray(write_var_uint(len(kept)))
+        for client_id, clock, state in kept:
+            out += write_var_uint(client_id) + write_var_uint(clock) + write_message(state.encode())
+        return bytes(out)
+
     def _reject(self, connection: Connection, size: int) -> None:
         """A viewer's update: nothing of it is applied, stored or passed on."""
         connection.updates_rejected += 1
@@ -237,6 +268,8 @@ class Room:
         connection.send(bytes([MESSAGE_REJECTED]) + write_message(b"read-only: you are a viewer here"))
 
     def _forget_awareness(self, connection: Connection) -> None:
+        for client_id in [c for c, owner in self.awareness_owners.items() if owner is connection]:
+            del self.awareness_owners[client_id]
         gone = [c for c in connection.awareness_ids if c in self.awareness.states]
         if not gone:
             return
@@ -298,16 +331,25 @@ def write_var_uint(number: int) -> bytes:
     return bytes(out)
 
 
-def awareness_clients(update: bytes) -> list[tuple[int, bool]]:
-    """(client id, has a state) for each entry of an encoded awareness update."""
+def awareness_entries(update: bytes) -> list[tuple[int, int, str]]:
+    """(client id, clock, state as JSON text) for each entry of an encoded awareness update."""
     decoder = Decoder(update)
-    out = []
-    for _ in range(decoder.read_var_uint()):
-        client_id = decoder.read_var_uint()
-        decoder.read_var_uint()  # clock
-        state = decoder.read_var_string()
-        out.append((client_id, state not in ("", "null")))
-    return out
+    return [
+        (decoder.read_var_uint(), decoder.read_var_uint(), decoder.read_var_string())
+        for _ in range(decoder.read_var_uint())
+    ]
+
+
+def labelled(state: str, username: str) -> str:
+    """An awareness state whose `user.name` (the cursor's label) is the account's username."""
+    parsed = json.loads(state)  # a ValueError closes the socket as malformed
+    if not isinstance(parsed, dict):
+        raise ValueError("an awareness state must be a JSON object")
+    user = parsed.get("user")
+    if isinstance(user, dict) and user.get("name") != username:
+        parsed["user"] = {**user, "name": username}
+        return json.dumps(parsed, separators=(",", ":"))
+    return state
 
 
 class Rooms:

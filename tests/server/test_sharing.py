@@ -4,6 +4,7 @@ CRDT update changes nothing and is logged; a change of role reaches open sockets
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
@@ -12,12 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from pycrdt import Doc, Text, write_message
+from pycrdt import Doc, Text, create_awareness_message, write_message
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from server.app import create_app
-from server.collab import MESSAGE_ROLE_CHANGED
+from server.collab import MESSAGE_ROLE_CHANGED, write_var_uint
 from server.errors import WS_4403_FORBIDDEN
 from server.settings import Settings
 from storage import documents
@@ -236,3 +237,40 @@ def test_a_viewers_crafted_update_changes_nothing_and_is_logged(
 
 def _framed(update: bytes) -> bytes:
     return write_message(update)
+
+
+def test_nobody_can_move_or_rename_someone_elses_cursor(live: Any, caplog: pytest.LogCaptureFixture) -> None:
+    socket, _, people = live
+
+    async def run() -> None:
+        async with (
+            YClient(socket, headers=people["alice"]) as alice,
+            YClient(socket, headers=people["ed"]) as ed,
+            YClient(socket, headers=people["vic"]) as watcher,
+        ):
+            await alice.set_awareness({"user": {"name": "alice"}, "cursor": 1}, clock=1)
+            # ed labels his own cursor "alice": everyone sees "ed"
+            await ed.set_awareness({"user": {"name": "alice", "color": "#123456"}}, clock=1)
+            await watcher.wait_for(lambda c: {alice.client_id, ed.client_id} <= c.awareness.keys())
+            assert watcher.awareness[ed.client_id]["user"] == {"name": "ed", "color": "#123456"}
+            # ed sends a state under alice's client id: dropped, alice's cursor stays hers
+            forged = json.dumps({"user": {"name": "alice"}, "cursor": 99}).encode()
+            entry = (
+                write_var_uint(1)
+                + write_var_uint(alice.client_id)
+                + write_var_uint(5)
+                + write_message(forged)
+            )
+            await ed.send_raw(create_awareness_message(entry))
+            await ed.set_awareness({"user": {"name": "ed"}, "cursor": 2}, clock=2)  # a marker after it
+            await watcher.wait_for(lambda c: c.awareness[ed.client_id].get("cursor") == 2)
+            assert watcher.awareness[alice.client_id] == {"user": {"name": "alice"}, "cursor": 1}
+            # a state that is not a JSON object is malformed
+            bad = write_var_uint(1) + write_var_uint(ed.client_id) + write_var_uint(9) + write_message(b"[1]")
+            await ed.send_raw(create_awareness_message(bad))
+            await ed.wait_for(lambda c: c.closed is not None)
+            assert ed.closed == 1007
+
+    with caplog.at_level(logging.WARNING, logger="cowrite.audit"):
+        asyncio.run(run())
+    assert any("another connection's client id" in r.getMessage() for r in caplog.records)
