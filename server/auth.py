@@ -247,9 +247,7 @@ async def signin(request: Request) -> Response:
     wait = limiter.retry_after(*keys)
     if wait > 0:
         audit.warning("signin refused (rate limited) user=%s address=%s", data.username, address)
-        message = f"too many sign-in attempts; try again in {wait} s"
-        body = {"error": {"code": "rate_limited", "message": message, "retry_after_s": wait}}
-        return JSONResponse(body, status_code=429, headers={"retry-after": str(wait)})
+        return rate_limited(wait)
     user = await _store(request).run(accounts.get_user, data.username)
     ok = verify_password(user.password_hash if user else _DUMMY_HASH, data.password) and user is not None
     if not ok or user is None:
@@ -263,6 +261,40 @@ async def signin(request: Request) -> Response:
     return response
 
 
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+
+async def change_password(request: Request) -> Response:
+    """The signed-in user changes their own password: every other session of theirs ends, and this
+    browser gets a new one. The current password is checked under the sign-in limits."""
+    account = signed_in(request)
+    try:
+        data = PasswordChange.model_validate(await read_json(request))
+    except (ValidationError, ValueError) as exc:
+        return invalid(exc)
+    limiter: AttemptLimiter = request.app.state.signin_limiter
+    address = client_address(request)
+    keys = (f"account:{account.username}", f"address:{address}")
+    wait = limiter.retry_after(*keys)
+    if wait > 0:
+        return rate_limited(wait)
+    store = _store(request)
+    user = await store.run(accounts.get_user, account.username)
+    if user is None or not verify_password(user.password_hash, data.current_password):
+        limiter.record_failure(*keys)
+        audit.warning("password change refused user=%s address=%s", account.username, address)
+        return api_error(403, "bad_credentials", "the current password is wrong")
+    await store.run(accounts.set_password_hash, account.username, hash_password(data.new_password))
+    audit.info("password changed user=%s address=%s", account.username, address)
+    response = Response(status_code=204)
+    await _start_session(request, response, account.username)
+    return response
+
+
 async def signout(request: Request) -> Response:
     user = request.scope.get("user")
     response = Response(status_code=204)
@@ -271,6 +303,12 @@ async def signout(request: Request) -> Response:
         audit.info("signout user=%s", user.username)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
     return response
+
+
+def rate_limited(wait: int) -> JSONResponse:
+    message = f"too many sign-in attempts; try again in {wait} s"
+    body = {"error": {"code": "rate_limited", "message": message, "retry_after_s": wait}}
+    return JSONResponse(body, status_code=429, headers={"retry-after": str(wait)})
 
 
 async def _start_session(request: Request, response: Response, username: str) -> None:
@@ -304,4 +342,5 @@ routes = [
     Route("/api/auth/signup", signup, methods=["POST"]),
     Route("/api/auth/signin", signin, methods=["POST"]),
     Route("/api/auth/signout", signout, methods=["POST"]),
+    Route("/api/auth/password", change_password, methods=["POST"]),
 ]

@@ -252,3 +252,28 @@ def test_the_admin_command_creates_users_and_resets_passwords(
         assert (
             client.post("/api/auth/signin", json=credentials("writer", "a new password")).status_code == 200
         )
+
+
+def test_changing_ones_password_ends_the_other_sessions(anonymous: TestClient) -> None:
+    anonymous.post("/api/auth/signup", json=credentials())
+    other_browser = account(anonymous, "ann")
+    change = {"current_password": PASSWORD, "new_password": "a brand new passphrase"}
+    wrong = anonymous.post("/api/auth/password", json={**change, "current_password": "not it"})
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (403, "bad_credentials")
+    short = anonymous.post("/api/auth/password", json={**change, "new_password": "short"})
+    assert short.status_code == 400
+
+    before = anonymous.cookies[COOKIE]
+    assert anonymous.post("/api/auth/password", json=change).status_code == 204
+    assert anonymous.cookies[COOKIE] != before
+    assert anonymous.get("/api/documents").status_code == 200  # this browser stays signed in
+    assert anonymous.get("/api/documents", headers=other_browser).status_code == 401
+    assert (
+        anonymous.get("/api/documents", headers={**ORIGIN, "cookie": f"{COOKIE}={before}"}).status_code == 401
+    )
+    anonymous.cookies.clear()
+    assert anonymous.post("/api/auth/signin", json=credentials()).status_code == 401
+    assert (
+        anonymous.post("/api/auth/signin", json=credentials("ann", "a brand new passphrase")).status_code
+        == 200
+    )

@@ -60,6 +60,15 @@ MATRIX: dict[tuple[str, str], tuple[Case, tuple[Any, ...]]] = {
         (200, 200, 200, 200, 200),
     ),
     ("POST", "/api/auth/signout"): (Case("POST", lambda d: "/api/auth/signout"), (204, 204, 204, 204, 204)),
+    # each identity changes its own password to the same one (the case's body uses the shared one)
+    ("POST", "/api/auth/password"): (
+        Case(
+            "POST",
+            lambda d: "/api/auth/password",
+            lambda d: {"current_password": PASSWORD, "new_password": PASSWORD},
+        ),
+        (401, 204, 204, 204, 204),
+    ),
     ("GET", "/api/documents"): (Case("GET", lambda d: "/api/documents"), (401, 200, 200, 200, 200)),
     ("POST", "/api/documents"): (
         Case("POST", lambda d: "/api/documents", lambda d: {"title": "New"}),
@@ -158,7 +167,12 @@ def client(
 
 counter = iter(range(10**6))
 sessions: dict[str, dict[str, str]] = {}  # username -> headers; argon2 makes signing in slow on purpose
-ENDS_SESSIONS = {("POST", "/api/auth/signin"), ("POST", "/api/auth/signout"), ("POST", "/api/auth/signup")}
+ENDS_SESSIONS = {
+    ("POST", "/api/auth/signin"),
+    ("POST", "/api/auth/signout"),
+    ("POST", "/api/auth/signup"),
+    ("POST", "/api/auth/password"),
+}
 
 
 def signed_in_as(client: TestClient, username: str) -> dict[str, str]:
