@@ -21,7 +21,7 @@ from server.access import authorize
 from server.auth import Account, signed_in
 from server.errors import api_error, invalid, read_json
 from server.limits import LiveSockets
-from storage import sharing
+from storage import documents, sharing
 from storage.database import Store
 from storage.models import Role, utcnow
 from storage.sharing import LinkNotValid
@@ -206,10 +206,18 @@ async def link_page(request: Request) -> Response:
         link, document = await _store(request).run(sharing.open_link, token_hash(token))
     except LinkNotValid:
         return _invalid_link_page()
-    role = html.escape(link.role)
+    account = signed_in(request)
+    current = await _store(request).run(documents.role_of, document.id, account.username)
+    title = f"<h1>{html.escape(document.title)}</h1>"
+    if current is not None and current.allows(Role(link.role)):
+        body = (
+            f"{title}<p>You already have access to this document as <strong>{current}</strong>.</p>"
+            f'<p><a class="button primary" href="/d/{document.id}" data-testid="open">Open document</a></p>'
+        )
+        return _page(document.title, body, "link-page")
     body = (
-        f"<h1>{html.escape(document.title)}</h1>"
-        f"<p>{html.escape(document.owner)} shared this document with you as <strong>{role}</strong>.</p>"
+        f"{title}<p>{html.escape(document.owner)} shared this document with you as "
+        f"<strong>{html.escape(link.role)}</strong>.</p>"
         f'<form method="post"><button class="primary" type="submit" data-testid="join">Open document'
         "</button></form>"
     )

@@ -105,6 +105,8 @@ def test_share_links_join_revoke_and_expire(client: TestClient, people: dict[str
     joined = client.post(link["url"], headers=carol, follow_redirects=False)
     assert (joined.status_code, joined.headers["location"]) == (303, f"/d/{document['id']}")
     assert client.get(path, headers=carol).json()["role"] == "editor"
+    again = client.get(link["url"], headers=carol)
+    assert "You already have access" in again.text and f'href="/d/{document["id"]}"' in again.text
 
     assert client.delete(f"{path}/links/{link['id']}").status_code == 204
     listed = client.get(f"{path}/links").json()["links"]
