@@ -123,7 +123,8 @@ async function main() {
     showLoadFailure(exc);
     return;
   }
-  bindAccount(byId("account"), account);
+  const panels = new Panels();
+  bindAccount(byId("account"), account, panels);
 
   const access = new Access(doc.role, byId("role-badge"));
   const identity = new Identity(account.username);
@@ -158,7 +159,6 @@ async function main() {
     if (socketStatus === "connected") presence.announce();
   });
   const authorship = new Authorship(shared.ydoc, shared.text, () => identity.name);
-  const panels = new Panels();
   const historyPanel = new HistoryPanel(byId("history-list"), id);
   const authorshipList = new AuthorshipList(byId("ai-list"), authorship);
   const historyBox = byId("history-panel");

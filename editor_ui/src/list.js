@@ -2,6 +2,7 @@
 // delete, and leave a shared one.
 
 import { ApiError, callApi, documentPath } from "./api.js";
+import { Panels } from "./panels.js";
 import { bindAccount, signedInAccount } from "./session.js";
 import { bindThemeToggle } from "./theme.js";
 import { timeAgo } from "./time.js";
@@ -247,7 +248,7 @@ async function load() {
   try {
     const [account, answer] = await Promise.all([signedInAccount(), callApi("GET", "/api/documents")]);
     me = account.username;
-    bindAccount(/** @type {HTMLElement} */ (document.getElementById("account")), account);
+    bindAccount(/** @type {HTMLElement} */ (document.getElementById("account")), account, new Panels());
     documents = answer.documents;
     clearError();
     render();

@@ -1,9 +1,9 @@
-// The toolbar's popovers (settings, history, help): one open at a time, closed by Escape or a
-// click elsewhere, and announced to assistive technology through aria-expanded.
+// The header's popovers (settings, history, share, help, the account panel): one open at a time,
+// closed by Escape or a click elsewhere, and announced to assistive technology through aria-expanded.
 
 export class Panels {
   constructor() {
-    /** @type {Map<HTMLElement, {button: HTMLElement, onOpen?: () => void}>} */
+    /** @type {Map<HTMLElement, {button: HTMLElement, onOpen?: () => void, onClose?: () => void}>} */
     this.panels = new Map();
     /** @type {HTMLElement | null} */
     this.openPanel = null;
@@ -30,9 +30,10 @@ export class Panels {
    * @param {HTMLElement} button
    * @param {HTMLElement} panel
    * @param {() => void} [onOpen]
+   * @param {() => void} [onClose]
    */
-  register(button, panel, onOpen) {
-    this.panels.set(panel, { button, onOpen });
+  register(button, panel, onOpen, onClose) {
+    this.panels.set(panel, { button, onOpen, onClose });
     button.setAttribute("aria-expanded", "false");
     button.setAttribute("aria-controls", panel.id);
     panel.hidden = true;
@@ -61,8 +62,11 @@ export class Panels {
     if (!panel) return;
     panel.hidden = true;
     const entry = this.panels.get(panel);
-    if (entry) entry.button.setAttribute("aria-expanded", "false");
     this.openPanel = null;
+    if (entry) {
+      entry.button.setAttribute("aria-expanded", "false");
+      if (entry.onClose) entry.onClose();
+    }
   }
 
   /** @param {HTMLElement} panel */

@@ -112,3 +112,88 @@ def test_too_many_wrong_passwords_say_how_long_to_wait(browser: Any, base_url: s
         assert error.inner_text() == "Wrong username or password."
     expect(error).to_have_text(re.compile(r"^Too many attempts, try again in \d+ s\.$"))
     expect(page.get_by_test_id("auth-submit")).to_be_disabled()
+
+
+def test_changing_the_password_from_the_header(browser: Any, base_url: str) -> None:
+    new_password = "a brand new passphrase"
+    writer = open_writer(browser, base_url, "mover")
+    # another device of the same account, signed in before the change
+    laptop = open_writer(browser, base_url, None)
+    try:
+        answer = laptop.context.request.post(
+            "/api/auth/signin", data={"username": "mover", "password": PASSWORD}, headers={"Origin": base_url}
+        )
+        assert answer.ok, answer.text()
+        page = writer.page
+        page.goto("/")
+        page.get_by_test_id("empty").wait_for()
+        button, panel = page.get_by_test_id("account-button"), page.get_by_test_id("password-panel")
+        current, new = page.get_by_test_id("password-current"), page.get_by_test_id("password-new")
+        repeat = page.get_by_test_id("password-repeat")
+        error, done = page.get_by_test_id("password-error"), page.get_by_test_id("password-done")
+        expect(current).to_have_attribute("autocomplete", "current-password")
+        expect(new).to_have_attribute("autocomplete", "new-password")
+        expect(repeat).to_have_attribute("autocomplete", "new-password")
+
+        # the username opens the panel, Escape closes it and gives the focus back
+        button.click()
+        expect(panel).to_be_visible()
+        expect(button).to_have_attribute("aria-expanded", "true")
+        expect(current).to_be_focused()
+        page.keyboard.press("Escape")
+        expect(panel).to_be_hidden()
+        expect(button).to_be_focused()
+
+        # the page checks what it can before asking; Enter submits
+        button.click()
+        current.fill("not the password")
+        new.fill("short")
+        repeat.fill("short")
+        repeat.press("Enter")
+        expect(error).to_have_text("The new password needs at least 8 characters.")
+        expect(new).to_be_focused()
+        new.fill(new_password)
+        repeat.fill(new_password + "!")
+        repeat.press("Enter")
+        expect(error).to_have_text("The repeated password does not match the new one.")
+
+        # a wrong current password is the server's answer, shown in the panel
+        repeat.fill(new_password)
+        with page.expect_response(re.compile(r"/api/auth/password$")) as refused:
+            page.get_by_test_id("password-save").click()
+        assert refused.value.status == 403
+        expect(error).to_have_text("The current password is wrong.")
+        expect(current).to_be_focused()
+        expect(panel).to_be_visible()
+        expect(done).to_be_hidden()
+
+        current.fill(PASSWORD)
+        with page.expect_response(re.compile(r"/api/auth/password$")) as changed:
+            current.press("Enter")
+        assert changed.value.status == 204
+        expect(panel).to_be_hidden()
+        expect(done).to_have_text("Password changed. Other devices were signed out.")
+        # this browser stays signed in; the other device does not
+        assert laptop.context.request.get("/api/auth/status").json()["user"] is None
+        page.reload()
+        page.get_by_test_id("empty").wait_for()
+        assert page.get_by_test_id("account-name").inner_text() == "mover"
+        # a reopened panel starts empty
+        button.click()
+        expect(current).to_have_value("")
+        expect(error).to_be_hidden()
+        page.get_by_test_id("password-cancel").click()
+        expect(panel).to_be_hidden()
+
+        page.get_by_test_id("sign-out").click()
+        page.wait_for_url(f"{base_url}/signin")
+        page.get_by_test_id("auth-heading").filter(has_text="Sign in").wait_for()
+        sign_in(page, "mover", PASSWORD)
+        expect(page.get_by_test_id("auth-error")).to_have_text("Wrong username or password.")
+        sign_in(page, "mover", new_password)
+        page.wait_for_url(f"{base_url}/")
+        page.get_by_test_id("empty").wait_for()
+        assert page.get_by_test_id("account-name").inner_text() == "mover"
+    finally:
+        laptop.close()
+        writer.close()
