@@ -108,6 +108,12 @@ function bindHelpShortcut(panels, help) {
 
 async function main() {
   bindThemeToggle(byId("theme-toggle"));
+  const panels = new Panels();
+  // Narrower screens fold the secondary controls into the "More" menu (CSS decides when); a panel
+  // opened from it closes the menu, and Escape in that panel gives focus back to "More".
+  const more = byId("more-button");
+  panels.register(more, byId("more-menu"), undefined, undefined, { menu: true });
+  panels.fallbackFocus = more;
   const id = documentId();
   const status = new StatusBar();
 
@@ -123,7 +129,6 @@ async function main() {
     showLoadFailure(exc);
     return;
   }
-  const panels = new Panels();
   bindAccount(byId("account"), account, panels);
 
   const access = new Access(doc.role, byId("role-badge"));

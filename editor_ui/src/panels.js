@@ -1,12 +1,22 @@
-// The header's popovers (settings, history, share, help, the account panel): one open at a time,
-// closed by Escape or a click elsewhere, and announced to assistive technology through aria-expanded.
+// The header's popovers (settings, history, share, help, the account panel, and on narrower screens
+// the "More" menu): one open at a time, closed by Escape or a click elsewhere, and announced to
+// assistive technology through aria-expanded.
 
 export class Panels {
   constructor() {
-    /** @type {Map<HTMLElement, {button: HTMLElement, onOpen?: () => void, onClose?: () => void}>} */
+    /**
+     * @type {Map<HTMLElement, {button: HTMLElement, onOpen?: () => void, onClose?: () => void,
+     *   show: (shown: boolean) => void}>}
+     */
     this.panels = new Map();
     /** @type {HTMLElement | null} */
     this.openPanel = null;
+    /**
+     * Where focus goes back to when a panel's own button is out of sight (folded into the closed
+     * "More" menu on a narrow screen).
+     * @type {HTMLElement | null}
+     */
+    this.fallbackFocus = null;
 
     document.addEventListener("pointerdown", (event) => {
       const panel = this.openPanel;
@@ -19,11 +29,23 @@ export class Panels {
     document.addEventListener("keydown", (event) => {
       // The editor claims Escape first when it has ghost text to dismiss.
       if (event.key !== "Escape" || event.defaultPrevented || !this.openPanel) return;
-      const returnFocus = this.openPanel.contains(document.activeElement);
+      // Focus goes back to the panel's button from inside the panel, and from nowhere: a button in
+      // the "More" menu loses focus when the menu folds away as its panel opens.
+      const active = document.activeElement;
+      const returnFocus = this.openPanel.contains(active) || !active || active === document.body;
       const entry = this.panels.get(this.openPanel);
       this.close();
-      if (returnFocus && entry) entry.button.focus();
+      if (returnFocus && entry) this.focusButton(entry.button);
     });
+  }
+
+  /**
+   * Focus a panel's button, or the fallback when that button is not shown.
+   * @param {HTMLElement} button
+   */
+  focusButton(button) {
+    if (button.getClientRects().length > 0 || !this.fallbackFocus) button.focus();
+    else this.fallbackFocus.focus();
   }
 
   /**
@@ -31,12 +53,19 @@ export class Panels {
    * @param {HTMLElement} panel
    * @param {() => void} [onOpen]
    * @param {() => void} [onClose]
+   * @param {{menu?: boolean}} [options] `menu`: the panel is shown by its `data-open` attribute
+   *   rather than hidden, so CSS may lay it out in line where there is room (the "More" menu)
    */
-  register(button, panel, onOpen, onClose) {
-    this.panels.set(panel, { button, onOpen, onClose });
+  register(button, panel, onOpen, onClose, options = {}) {
+    const show = options.menu
+      ? (/** @type {boolean} */ shown) => panel.toggleAttribute("data-open", shown)
+      : (/** @type {boolean} */ shown) => {
+          panel.hidden = !shown;
+        };
+    this.panels.set(panel, { button, onOpen, onClose, show });
     button.setAttribute("aria-expanded", "false");
     button.setAttribute("aria-controls", panel.id);
-    panel.hidden = true;
+    show(false);
     button.addEventListener("click", () => this.toggle(panel));
   }
 
@@ -51,7 +80,7 @@ export class Panels {
     this.close();
     const entry = this.panels.get(panel);
     if (!entry) throw new Error(`register(${panel.id}) before opening it`);
-    panel.hidden = false;
+    entry.show(true);
     entry.button.setAttribute("aria-expanded", "true");
     this.openPanel = panel;
     if (entry.onOpen) entry.onOpen();
@@ -60,10 +89,10 @@ export class Panels {
   close() {
     const panel = this.openPanel;
     if (!panel) return;
-    panel.hidden = true;
     const entry = this.panels.get(panel);
     this.openPanel = null;
     if (entry) {
+      entry.show(false);
       entry.button.setAttribute("aria-expanded", "false");
       if (entry.onClose) entry.onClose();
     }

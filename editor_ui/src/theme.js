@@ -17,6 +17,9 @@ function labelButton(button) {
   button.setAttribute("aria-label", `Switch to ${next} theme`);
   button.title = `Switch to ${next} theme`;
   button.dataset.next = next;
+  // In the "More" menu the button shows a label beside its icon.
+  const label = button.querySelector(".menu-label");
+  if (label) label.textContent = `${next === "dark" ? "Dark" : "Light"} theme`;
 }
 
 /** @param {HTMLButtonElement} button */
