@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
@@ -14,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server import auth, collab, documents, pages, sharing, suggest
-from server.auth import CookieSigner, SessionBackend, load_secret_key
+from server.auth import PASSWORD_WORKERS, CookieSigner, SessionBackend, load_secret_key
 from server.completions import completions, models
 from server.errors import Forbidden, RequestTooLarge, Unauthenticated, api_error, not_found
 from server.limits import AttemptLimiter, BodyLimit, LiveSockets, RateLimiter
@@ -56,6 +57,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         app.state.rooms = rooms
         app.state.model_name = model.name
         app.state.model = model
+        app.state.password_limiter = anyio.CapacityLimiter(PASSWORD_WORKERS)
         async with store, engine, rooms:
             yield
 
@@ -93,12 +95,16 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         {"account": settings.signin_attempts, "address": settings.signin_attempts_per_address},
         window_s=SIGNIN_WINDOW_S,
     )
+    app.state.signup_limiter = AttemptLimiter(
+        {"address": settings.signups_per_address}, window_s=SIGNUP_WINDOW_S
+    )
     app.state.suggestion_limiter = RateLimiter(settings.suggestions_per_minute)
     app.state.sockets = LiveSockets(settings.sockets_per_user)
     return app
 
 
 SIGNIN_WINDOW_S = 15 * 60
+SIGNUP_WINDOW_S = 60 * 60
 
 
 def _is_api(request: Request) -> bool:

@@ -19,6 +19,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -43,6 +45,7 @@ USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
 USERNAME_RULE = "2 to 32 characters: lowercase letters, digits, '_', '.', '-'; first a letter or digit"
 PASSWORD_MIN, PASSWORD_MAX = 8, 1024  # the upper bound keeps hashing cheap to refuse
 PUBLIC_PREFIXES = ("/static/", "/healthz")
+PASSWORD_WORKERS = 2  # argon2 hashes at once (each 64 MiB); more wait their turn
 
 hasher = PasswordHasher()
 # verified against when the username is unknown, so that answer takes as long as a wrong password
@@ -51,6 +54,19 @@ _DUMMY_HASH = hasher.hash(secrets.token_hex(16))
 
 def hash_password(password: str) -> str:
     return hasher.hash(password)
+
+
+async def hashed(request: Request, password: str) -> str:
+    """`hash_password` on a worker thread: argon2 takes a fifth of a second of CPU and 64 MiB,
+    which on the event loop would stall every socket. At most `PASSWORD_WORKERS` run at once."""
+    limiter: anyio.CapacityLimiter = request.app.state.password_limiter
+    return await anyio.to_thread.run_sync(hash_password, password, limiter=limiter)
+
+
+async def verified(request: Request, password_hash: str, password: str) -> bool:
+    """`verify_password` on a worker thread, like `hashed`."""
+    limiter: anyio.CapacityLimiter = request.app.state.password_limiter
+    return await anyio.to_thread.run_sync(verify_password, password_hash, password, limiter=limiter)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
@@ -226,11 +242,20 @@ async def signup(request: Request) -> Response:
     store = _store(request)
     if _settings(request).signup != "open" and await store.run(accounts.count_users) > 0:
         return api_error(403, "signup_closed", "sign-up is closed here; ask an admin for an account")
+    limiter: AttemptLimiter = request.app.state.signup_limiter
+    address = client_address(request)
+    wait = limiter.retry_after(f"address:{address}")
+    if wait > 0:
+        audit.warning("signup refused (rate limited) address=%s", address)
+        return rate_limited(wait, "too many new accounts from this address")
     try:
-        user = await store.run(accounts.create_user, data.username, hash_password(data.password))
+        if await store.run(accounts.get_user, data.username) is not None:
+            raise UsernameTaken(data.username)  # known before spending a hash on it
+        user = await store.run(accounts.create_user, data.username, await hashed(request, data.password))
     except UsernameTaken:
         return api_error(409, "username_taken", "that username is taken")
-    audit.info("signup user=%s address=%s admin=%s", user.username, client_address(request), user.is_admin)
+    limiter.record(f"address:{address}")
+    audit.info("signup user=%s address=%s admin=%s", user.username, address, user.is_admin)
     response = JSONResponse({"user": user.model_dump()}, status_code=201)
     await _start_session(request, response, user.username)
     return response
@@ -249,9 +274,9 @@ async def signin(request: Request) -> Response:
         audit.warning("signin refused (rate limited) user=%s address=%s", data.username, address)
         return rate_limited(wait)
     user = await _store(request).run(accounts.get_user, data.username)
-    ok = verify_password(user.password_hash if user else _DUMMY_HASH, data.password) and user is not None
-    if not ok or user is None:
-        limiter.record_failure(*keys)
+    ok = await verified(request, user.password_hash if user else _DUMMY_HASH, data.password)
+    if not ok or user is None:  # an unknown user was verified against the dummy hash
+        limiter.record(*keys)
         audit.warning("signin failed user=%s address=%s", data.username, address)
         return api_error(401, "bad_credentials", "wrong username or password")
     limiter.forget(keys[0])
@@ -284,11 +309,11 @@ async def change_password(request: Request) -> Response:
         return rate_limited(wait)
     store = _store(request)
     user = await store.run(accounts.get_user, account.username)
-    if user is None or not verify_password(user.password_hash, data.current_password):
-        limiter.record_failure(*keys)
+    if user is None or not await verified(request, user.password_hash, data.current_password):
+        limiter.record(*keys)
         audit.warning("password change refused user=%s address=%s", account.username, address)
         return api_error(403, "bad_credentials", "the current password is wrong")
-    await store.run(accounts.set_password_hash, account.username, hash_password(data.new_password))
+    await store.run(accounts.set_password_hash, account.username, await hashed(request, data.new_password))
     audit.info("password changed user=%s address=%s", account.username, address)
     response = Response(status_code=204)
     await _start_session(request, response, account.username)
@@ -305,8 +330,8 @@ async def signout(request: Request) -> Response:
     return response
 
 
-def rate_limited(wait: int) -> JSONResponse:
-    message = f"too many sign-in attempts; try again in {wait} s"
+def rate_limited(wait: int, what: str = "too many sign-in attempts") -> JSONResponse:
+    message = f"{what}; try again in {wait} s"
     body = {"error": {"code": "rate_limited", "message": message, "retry_after_s": wait}}
     return JSONResponse(body, status_code=429, headers={"retry-after": str(wait)})
 

@@ -20,7 +20,8 @@ Clock = Callable[[], float]
 
 
 class AttemptLimiter:
-    """At most `limit` failures per key in a sliding `window_s`; beyond that, wait."""
+    """At most `limit` recorded attempts (failed sign-ins, sign-ups) per key in a sliding
+    `window_s`; beyond that, wait."""
 
     def __init__(self, limits: dict[str, int], window_s: float, clock: Clock = time.monotonic) -> None:
         self.limits = limits  # key prefix ("account", "address") -> failures allowed
@@ -39,7 +40,7 @@ class AttemptLimiter:
                 wait = max(wait, failures[-limit] + self.window_s - now)
         return math.ceil(wait)
 
-    def record_failure(self, *keys: str) -> None:
+    def record(self, *keys: str) -> None:
         now = self.clock()
         for key in keys:
             self._recent(key, now)

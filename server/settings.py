@@ -36,6 +36,7 @@ class Settings:
     session_days: int = 30
     signin_attempts: int = 5  # failed sign-ins per account per 15 minutes before it must wait
     signin_attempts_per_address: int = 20  # ... and per client address
+    signups_per_address: int = 30  # accounts made from one client address per hour
     # abuse limits
     request_limit_mb: int = 8  # HTTP request bodies
     frame_limit_kb: int = 64  # suggestion socket frames

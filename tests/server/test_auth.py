@@ -3,12 +3,14 @@ the first visit, and the admin command."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sqlite3
 import stat
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -277,3 +279,44 @@ def test_changing_ones_password_ends_the_other_sessions(anonymous: TestClient) -
         anonymous.post("/api/auth/signin", json=credentials("ann", "a brand new passphrase")).status_code
         == 200
     )
+
+
+def test_sign_ups_per_address_are_limited(app_settings: Settings, loaded_model: LoadedModel) -> None:
+    tight = replace(app_settings, signups_per_address=2)
+    with TestClient(create_app(tight, loaded_model), headers=ORIGIN) as client:
+        assert client.post("/api/auth/signup", json=credentials("one")).status_code == 201
+        assert client.post("/api/auth/signup", json=credentials("one")).status_code == 409  # not counted
+        assert client.post("/api/auth/signup", json=credentials("two")).status_code == 201
+        third = client.post("/api/auth/signup", json=credentials("three"))
+        assert (third.status_code, third.json()["error"]["code"]) == (429, "rate_limited")
+        assert int(third.headers["retry-after"]) > 0
+        assert [u.username for u in admin_users(client)] == ["one", "two"]
+
+
+def test_password_hashing_runs_off_the_event_loop(
+    anonymous: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 takes ~0.2 s of CPU: on the event loop it would stall every socket meanwhile."""
+    from server import auth
+
+    where: list[str] = []
+
+    def spying(real: Any) -> Any:
+        def call(*args: Any) -> Any:
+            try:
+                asyncio.get_running_loop()
+                where.append("event loop")
+            except RuntimeError:
+                where.append("worker thread")
+            return real(*args)
+
+        return call
+
+    monkeypatch.setattr(auth, "hash_password", spying(auth.hash_password))
+    monkeypatch.setattr(auth, "verify_password", spying(auth.verify_password))
+    anonymous.post("/api/auth/signup", json=credentials())
+    anonymous.post("/api/auth/signin", json=credentials())
+    anonymous.post("/api/auth/signin", json=credentials("nobody"))
+    change = {"current_password": PASSWORD, "new_password": "another passphrase"}
+    assert anonymous.post("/api/auth/password", json=change).status_code == 204
+    assert where == ["worker thread"] * 5

@@ -141,8 +141,8 @@ def test_frames_over_the_limit_close_with_1009(tight: TestClient) -> None:
 def test_the_limiters_count_and_forget_on_their_clock() -> None:
     now = [0.0]
     attempts = AttemptLimiter({"account": 2}, window_s=60, clock=lambda: now[0])
-    attempts.record_failure("account:ann")
-    attempts.record_failure("account:ann")
+    attempts.record("account:ann")
+    attempts.record("account:ann")
     assert attempts.retry_after("account:ann") == 60
     now[0] = 30.0
     assert attempts.retry_after("account:ann") == 30 and attempts.retry_after("account:bob") == 0
