@@ -2,7 +2,8 @@
 
 One reader task parses frames and starts generations; one writer task sends frames; they are
 joined by a bounded stream and ended together. A new `suggest` supersedes the previous one inside
-the engine (same session key: user and document); a closed socket cancels what it started.
+the engine (same session key: user, document and the page's tab); a closed socket cancels what it
+started.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ OUTCOMES = {
 Frame = dict[str, Any]
 
 
+# the page's tab id (`?tab=`), part of the engine session key; anything else counts as no tab
+TAB_ID = re.compile(r"^[A-Za-z0-9_-]{0,32}$")
+
 # the half-typed word (and the spaces before it) at the end of `before`: healed by the engine
 WORD_TAIL = re.compile(r" {0,16}[A-Za-z]{0,32}$")
 
@@ -95,7 +99,7 @@ def to_request(message: Suggest, session: str) -> GenerationRequest | None:
 class SuggestionSocket:
     """The state of one open suggestion socket."""
 
-    def __init__(self, websocket: WebSocket, document_id: str, user: str) -> None:
+    def __init__(self, websocket: WebSocket, document_id: str, user: str, tab: str = "") -> None:
         app = websocket.app
         self.websocket = websocket
         self.engine: Engine = app.state.engine
@@ -107,7 +111,9 @@ class SuggestionSocket:
         self.idle_timeout_s = settings.idle_timeout_s
         self.document_id = document_id
         self.user = user
-        self.session = f"{user}:{document_id}"
+        # one writer's two tabs on one document must not supersede each other's suggestions; a tab
+        # keeps its id across reconnects, so its cached context survives them
+        self.session = f"{user}:{document_id}:{tab}"
         self.live: dict[str, Generation] = {}
         self.stored: OrderedDict[str, int] = OrderedDict()  # client id -> suggestion id
         self._group: TaskGroup | None = None
@@ -301,7 +307,8 @@ async def suggestion_socket(websocket: WebSocket) -> None:
         return
     account, _ = admitted
     document_id = websocket.path_params["doc_id"]
-    socket = SuggestionSocket(websocket, document_id, account.username)
+    tab = websocket.query_params.get("tab", "")
+    socket = SuggestionSocket(websocket, document_id, account.username, tab if TAB_ID.match(tab) else "")
     sockets: LiveSockets = websocket.app.state.sockets
     if not sockets.add(account.username, document_id, socket):
         await too_many_sockets(websocket, account.username, sockets.per_user)

@@ -63,7 +63,23 @@ function documentId() {
 /** @param {string} id */
 function suggestionSocketUrl(id) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${location.host}/ws/suggest/${encodeURIComponent(id)}`;
+  const tab = encodeURIComponent(tabId());
+  return `${scheme}://${location.host}/ws/suggest/${encodeURIComponent(id)}?tab=${tab}`;
+}
+
+/**
+ * This tab's id: the server keeps one suggestion session (and its cached context) per writer,
+ * document and tab, so two tabs of one writer don't cancel each other's suggestions. Kept in
+ * sessionStorage, so a reload or a reconnect keeps it and other tabs get their own.
+ */
+function tabId() {
+  const key = "cowrite.tab";
+  let id = sessionStorage.getItem(key);
+  if (!id || !/^[A-Za-z0-9_-]{1,32}$/.test(id)) {
+    id = Math.random().toString(36).slice(2, 12);
+    sessionStorage.setItem(key, id);
+  }
+  return id;
 }
 
 /**

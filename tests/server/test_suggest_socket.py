@@ -82,6 +82,26 @@ def test_a_new_suggest_supersedes_the_old_one(client: TestClient, document_id: s
     assert outcomes[old_done["suggestion"]] == "superseded"
 
 
+@pytest.mark.parametrize(("tab_a", "tab_b", "superseded"), [("one", "two", False), ("same", "same", True)])
+def test_two_tabs_of_one_writer_do_not_supersede_each_other(
+    client: TestClient, document_id: str, tab_a: str, tab_b: str, superseded: bool
+) -> None:
+    """Each tab is its own engine session; only the same tab's next request supersedes."""
+    with (
+        client.websocket_connect(f"/ws/suggest/{document_id}?tab={tab_a}") as first,
+        client.websocket_connect(f"/ws/suggest/{document_id}?tab={tab_b}") as second,
+    ):
+        first.receive_json()
+        second.receive_json()
+        first.send_json(suggest("a", max_tokens=40, temperature=0))
+        assert first.receive_json()["type"] == "delta"
+        second.send_json(suggest("b", before=BEFORE + " in", max_tokens=4))
+        _, a_done = until_done(first, "a")
+        _, b_done = until_done(second, "b")
+    assert (a_done["reason"] == "superseded") is superseded
+    assert b_done["reason"] in ("length", "finished", "stop")
+
+
 def test_cancel_ends_the_generation(client: TestClient, document_id: str) -> None:
     with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
         ws.receive_json()
