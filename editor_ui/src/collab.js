@@ -5,9 +5,11 @@ import { EditorState, Transaction } from "@codemirror/state";
 import { EditorView, keymap } from "@codemirror/view";
 import * as decoding from "lib0/decoding";
 import { yCollab, ySyncAnnotation, yUndoManagerKeymap } from "y-codemirror.next";
+import { IndexeddbPersistence } from "y-indexeddb";
 import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
 import { goToSignIn } from "./api.js";
+import { deleteDatabase } from "./localcopy.js";
 import { CLOSE_DOCUMENT_NOT_FOUND, CLOSE_FORBIDDEN, CLOSE_TOO_MANY, CLOSE_UNAUTHENTICATED } from "./socket.js";
 
 /**
@@ -31,6 +33,9 @@ const FINAL_CLOSES = new Map([
 ]);
 
 /** @typedef {"missing" | "forbidden" | "too_many"} Ending */
+
+/** Opening the local copy normally takes milliseconds; past this the page goes on without it. */
+const LOCAL_LOAD_WAIT_MS = 3_000;
 
 /** @typedef {"offline" | "syncing" | "synced"} ConnectionState */
 /** @typedef {"saved" | "saving" | "offline"} SaveState */
@@ -73,8 +78,10 @@ export class SharedDocument {
    * @param {() => void} onChange called whenever connection, sync or saving may have changed
    * @param {(reason: string) => void} onRefused called when the server refused this client's edits
    * @param {(role: string) => void} onRoleChanged called when the server says this user's role changed
+   * @param {string | null} localName the IndexedDB database keeping this browser's copy of the
+   *   document (see localcopy.js), or null to keep none (a viewer has nothing of its own to keep)
    */
-  constructor(id, onChange, onRefused, onRoleChanged) {
+  constructor(id, onChange, onRefused, onRoleChanged, localName) {
     this.onChange = onChange;
     this.ydoc = new Y.Doc();
     /** The document's text, seeded by the server; this page never inserts initial content. */
@@ -90,7 +97,35 @@ export class SharedDocument {
      */
     this.ending = null;
     /** This writer may only view: nothing of it is sent for storage, so nothing is pending. */
-    this.readOnly = false;
+    this._readOnly = false;
+    /**
+     * This browser's copy of the document in IndexedDB: every update, this writer's and the
+     * others', so edits made offline survive a closed tab and go out on the next sync. Never what
+     * "Saved" means: that is the server's acknowledgement alone.
+     * @type {IndexeddbPersistence | null}
+     */
+    this.local = null;
+    if (localName) {
+      try {
+        this.local = new IndexeddbPersistence(localName, this.ydoc);
+        const local = this.local;
+        // Sign-out (in this tab or another) and a lost document delete the database: let go of it.
+        local._db.then(
+          (db) => {
+            db.onversionchange = () => {
+              if (this.local === local) this.local = null;
+              local.destroy();
+            };
+          },
+          () => {
+            if (this.local === local) this.local = null;
+          },
+        );
+      } catch {
+        // No IndexedDB here (a private window of some browsers): the page works without a copy.
+        this.local = null;
+      }
+    }
     /** Update messages sent on the current socket, and how many of them the server has stored. */
     this.sentOnSocket = 0;
     this.storedOnSocket = 0;
@@ -127,6 +162,8 @@ export class SharedDocument {
       const ending = FINAL_CLOSES.get(code);
       if (ending || code === CLOSE_UNAUTHENTICATED) {
         if (ending) this.ending = /** @type {Ending} */ (ending);
+        // The document is gone, or this account may no longer see it: keep nothing of it here.
+        if (ending === "missing" || ending === "forbidden") this.dropLocalCopy();
         // After the provider has finished handling this close, before its reconnect timer fires.
         queueMicrotask(() => this.provider.disconnect());
         if (code === CLOSE_UNAUTHENTICATED) goToSignIn();
@@ -141,6 +178,66 @@ export class SharedDocument {
       if (!this.provider.wsconnected) this.editedOffline = true;
       this.onChange();
     });
+  }
+
+  /** This writer may only view. A viewer keeps no local copy: one kept so far is deleted. */
+  get readOnly() {
+    return this._readOnly;
+  }
+
+  set readOnly(value) {
+    this._readOnly = value;
+    if (value) this.dropLocalCopy();
+  }
+
+  /**
+   * Resolves once the local copy (if any) has been read into the document, or after
+   * LOCAL_LOAD_WAIT_MS; with whether it held anything. Connect after this, so the first sync
+   * sends the server whatever the copy holds that the server lacks.
+   * @returns {Promise<boolean>}
+   */
+  async loadLocalCopy() {
+    const local = this.local;
+    if (local) {
+      /** @type {Promise<unknown>} */
+      const failed = local._db.then(
+        () => new Promise(() => {}),
+        () => undefined,
+      );
+      await Promise.race([local.whenSynced, failed, new Promise((resolve) => setTimeout(resolve, LOCAL_LOAD_WAIT_MS))]);
+    }
+    return this.ydoc.store.clients.size > 0;
+  }
+
+  /**
+   * Resolves once every update so far is written to the local copy: true, or false without one.
+   * (IndexedDB runs transactions on one store in order, so a later one ending means the earlier
+   * writes have.)
+   * @returns {Promise<boolean>}
+   */
+  storedLocally() {
+    const db = this.local && this.local.db;
+    if (!db) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      try {
+        const transaction = db.transaction(["updates"], "readonly");
+        transaction.oncomplete = () => resolve(true);
+        transaction.onerror = transaction.onabort = () => resolve(false);
+      } catch {
+        resolve(false);
+      }
+    });
+  }
+
+  /** Stop keeping a local copy and delete the one kept so far. */
+  dropLocalCopy() {
+    const local = this.local;
+    if (!local) return;
+    this.local = null;
+    local.destroy().then(
+      () => deleteDatabase(local.name),
+      () => deleteDatabase(local.name),
+    );
   }
 
   get awareness() {

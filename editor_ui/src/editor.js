@@ -10,6 +10,7 @@ import { SharedDocument } from "./collab.js";
 import { dismissGhost, ghostText } from "./ghost.js";
 import { AuthorshipList, HistoryPanel } from "./history.js";
 import { Identity } from "./identity.js";
+import { localCopyName } from "./localcopy.js";
 import { Panels } from "./panels.js";
 import { Presence } from "./presence.js";
 import { bindAccount, signedInAccount } from "./session.js";
@@ -145,9 +146,11 @@ async function main() {
     showLoadFailure(exc);
     return;
   }
-  bindAccount(byId("account"), account, panels);
-
   const access = new Access(doc.role, byId("role-badge"));
+  // Writers keep a copy of the document in this browser, per account, so edits made offline
+  // survive a closed tab; viewers have nothing of their own to keep.
+  const localName = access.readOnly ? null : localCopyName(account.username, id);
+  bindAccount(byId("account"), account, panels, localName ? [localName] : []);
   const identity = new Identity(account.username);
   let ready = false;
   let endingShown = false;
@@ -173,6 +176,7 @@ async function main() {
       else checkRole();
     },
     () => checkRole(),
+    localName,
   );
   shared.readOnly = access.readOnly;
   const presence = new Presence(shared.awareness, identity, byId("presence"));
@@ -209,11 +213,21 @@ async function main() {
   const title = /** @type {HTMLInputElement} */ (byId("doc-title"));
   bindTitle(title, id, doc.title, (message) => status.showNotice(message), !access.readOnly);
 
+  // The local copy first, so the first sync sends the server what it holds that the server lacks.
+  const hasLocalCopy = await shared.loadLocalCopy();
   shared.connect();
-  const slow = setTimeout(() => {
-    byId("loading").textContent = "Still connecting to the document…";
-  }, SLOW_SYNC_MS);
-  const ending = await shared.whenSynced();
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let slow;
+  // The server's copy comes first; should it not come, a local copy is shown (and edited, offline)
+  // after SLOW_SYNC_MS. A document without one waits for the server, which alone seeds the text.
+  /** @type {Promise<import("./collab.js").Ending | null>} */
+  const fallBack = new Promise((resolve) => {
+    slow = setTimeout(() => {
+      if (hasLocalCopy && shared.local && !shared.ending) resolve(null);
+      else byId("loading").textContent = "Still connecting to the document…";
+    }, SLOW_SYNC_MS);
+  });
+  const ending = await Promise.race([shared.whenSynced(), fallBack]);
   clearTimeout(slow);
   if (ending === "missing") {
     showLoadFailure(new ApiError(404, "not_found", "Document not found."));
@@ -327,9 +341,11 @@ async function main() {
       name: identity.name,
       role: access.role,
       readOnly: access.readOnly,
+      local: shared.local !== null,
     }),
     aiSpans: () => authorship.list().map(({ text, user, suggestion, at }) => ({ text, user, suggestion, at })),
     ytext: () => shared.text.toString(),
+    storedLocally: () => shared.storedLocally(),
     goOffline: () => {
       shared.disconnect();
       socket.stop();

@@ -3,6 +3,7 @@
 // password), and the "Sign out" button.
 
 import { ApiError, callApi, goToSignIn } from "./api.js";
+import { deleteLocalCopies } from "./localcopy.js";
 
 /** @typedef {{username: string, is_admin: boolean}} Account */
 
@@ -33,8 +34,10 @@ export async function signedInAccount() {
  *   [data-testid=account-name] inside) and [data-testid=sign-out]
  * @param {Account} account
  * @param {import("./panels.js").Panels} panels the page's popovers, so that one is open at a time
+ * @param {string[]} [localCopies] local copies this page holds open (see localcopy.js); every
+ *   copy of the account is deleted at sign-out anyway, these too where the browser cannot list them
  */
-export function bindAccount(corner, account, panels) {
+export function bindAccount(corner, account, panels, localCopies = []) {
   const name = /** @type {HTMLElement} */ (corner.querySelector("[data-testid=account-name]"));
   const button = /** @type {HTMLButtonElement} */ (corner.querySelector("[data-testid=account-button]"));
   const signOut = /** @type {HTMLButtonElement} */ (corner.querySelector("[data-testid=sign-out]"));
@@ -59,6 +62,8 @@ export function bindAccount(corner, account, panels) {
       }
       // Any other answer means there is no session left to end.
     }
+    // A shared computer keeps nothing of this account's documents once it has signed out.
+    await deleteLocalCopies(account.username, localCopies);
     location.assign("/signin");
   });
 }
