@@ -33,12 +33,11 @@ from pycrdt import (
 from sqlalchemy.exc import SQLAlchemyError
 from starlette import status
 from starlette.routing import WebSocketRoute
-from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.access import admit_socket, close_quietly, too_many_sockets
-from server.errors import WS_4403_FORBIDDEN, WS_4404_DOCUMENT_NOT_FOUND, WS_4408_IDLE
-from server.limits import LiveSockets
+from server.errors import WS_4403_FORBIDDEN, WS_4404_DOCUMENT_NOT_FOUND
+from server.limits import LiveSockets, idle_close, receive_within
 from server.settings import Settings
 from storage import collab
 from storage.database import Store
@@ -156,11 +155,9 @@ class Room:
 
     async def _read(self, websocket: WebSocket, connection: Connection) -> None:
         while True:
-            frame: Message | None = None
-            with anyio.move_on_after(self.idle_timeout_s):
-                frame = await websocket.receive()
+            frame = await receive_within(websocket, self.idle_timeout_s)
             if frame is None:
-                connection.closing = (WS_4408_IDLE, f"nothing received for {self.idle_timeout_s:g} s")
+                connection.closing = idle_close(self.idle_timeout_s)
                 return
             if frame["type"] == "websocket.disconnect":
                 return

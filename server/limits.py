@@ -11,9 +11,11 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Protocol
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
-from server.errors import RequestTooLarge, api_error
+from server.errors import WS_4408_IDLE, RequestTooLarge, api_error
 from storage.models import Role
 
 Clock = Callable[[], float]
@@ -109,9 +111,6 @@ class LiveSockets:
             if not sockets:
                 del self._by_user[user]
 
-    def count(self, user: str) -> int:
-        return len(self._by_user.get(user, {}))
-
     def role_changed(self, document_id: str, user: str, role: Role | None) -> None:
         for socket, where in list(self._by_user.get(user, {}).items()):
             if where == document_id:
@@ -120,6 +119,18 @@ class LiveSockets:
     def document_gone(self, document_id: str) -> None:
         for user in list(self._by_user):
             self.role_changed(document_id, user, None)
+
+
+async def receive_within(websocket: WebSocket, idle_timeout_s: float) -> Message | None:
+    """A socket's next message; None when it sent nothing for `idle_timeout_s` (see `idle_close`)."""
+    with anyio.move_on_after(idle_timeout_s):
+        return await websocket.receive()
+    return None
+
+
+def idle_close(idle_timeout_s: float) -> tuple[int, str]:
+    """The close code and reason for a socket that has been idle too long."""
+    return WS_4408_IDLE, f"nothing received for {idle_timeout_s:g} s"
 
 
 class BodyLimit:

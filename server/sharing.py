@@ -22,6 +22,7 @@ from server.auth import Account, signed_in
 from server.errors import api_error, invalid, read_json
 from server.limits import LiveSockets
 from storage import documents, sharing
+from storage.accounts import UserNotFound
 from storage.database import Store
 from storage.models import Role, utcnow
 from storage.sharing import LinkNotValid
@@ -108,7 +109,7 @@ async def _put_member(
         return api_error(400, "invalid", "username: you own this document already")
     try:
         member, created = await _store(request).run(sharing.put_member, document_id, username, role)
-    except LookupError:
+    except UserNotFound:
         return api_error(400, "no_such_user", f"no account is named {username!r}")
     audit.info(
         "member %s doc=%s user=%s role=%s by=%s",

@@ -19,12 +19,11 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette import status
 from starlette.routing import WebSocketRoute
-from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from server.access import admit_socket, close_quietly, too_many_sockets
-from server.errors import WS_4403_FORBIDDEN, WS_4408_IDLE
-from server.limits import LiveSockets, RateLimiter
+from server.errors import WS_4403_FORBIDDEN
+from server.limits import LiveSockets, RateLimiter, idle_close, receive_within
 from server.protocol import (
     Cancel,
     Feedback,
@@ -153,11 +152,9 @@ class SuggestionSocket:
 
     async def _read(self, group: TaskGroup, send: MemoryObjectSendStream[Frame]) -> None:
         while True:
-            message: Message | None = None
-            with anyio.move_on_after(self.idle_timeout_s):
-                message = await self.websocket.receive()
+            message = await receive_within(self.websocket, self.idle_timeout_s)
             if message is None:
-                self.closing = (WS_4408_IDLE, f"nothing received for {self.idle_timeout_s} s")
+                self.closing = idle_close(self.idle_timeout_s)
                 return
             if message["type"] == "websocket.disconnect":
                 return

@@ -82,9 +82,10 @@ def load_document(session: Session, document_id: str, user: str) -> Document:
 
 
 def get_document(session: Session, document_id: str, user: str) -> DocumentRead:
-    document = load_document(session, document_id, user)
     role = role_of(session, document_id, user)
-    assert role is not None
+    document = session.get(Document, document_id)
+    if role is None or document is None:
+        raise DocumentNotFound(document_id)
     return _read(document, role)
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from storage.accounts import UserNotFound
 from storage.documents import DocumentNotFound, role_of
 from storage.models import (
     Document,
@@ -42,7 +43,7 @@ def put_member(session: Session, document_id: str, username: str, role: Role) ->
     """Make `username` a member with `role`, or change their role; True when they are new."""
     assert role is not Role.OWNER, "ownership is not handed out as a membership"
     if session.get(User, username) is None:
-        raise LookupError(username)
+        raise UserNotFound(username)
     membership = session.get(Membership, (document_id, username))
     created = membership is None
     if membership is None:

@@ -189,37 +189,32 @@ function pickSummary(answer) {
 
 /** @param {DocumentSummary} doc */
 function confirmDelete(doc) {
-  deleteName.textContent = displayTitle(doc.title);
-  deleteDialog.returnValue = "";
-  deleteDialog.showModal();
-  deleteDialog.addEventListener(
-    "close",
-    async () => {
-      if (deleteDialog.returnValue !== "delete") return;
-      try {
-        await callApi("DELETE", documentPath(doc.id));
-        clearError();
-        documents = documents.filter((other) => other.id !== doc.id);
-        render();
-      } catch (exc) {
-        showError(exc);
-      }
-    },
-    { once: true },
-  );
+  confirmRemoval(doc, deleteDialog, deleteName, "delete", documentPath(doc.id));
 }
 
 /** @param {DocumentSummary} doc */
 function confirmLeave(doc) {
-  leaveName.textContent = displayTitle(doc.title);
-  leaveDialog.returnValue = "";
-  leaveDialog.showModal();
-  leaveDialog.addEventListener(
+  confirmRemoval(doc, leaveDialog, leaveName, "leave", `${documentPath(doc.id)}/members/${encodeURIComponent(me)}`);
+}
+
+/**
+ * Ask in `dialog`; when its answer is `answer`, DELETE `path` and drop the document from the list.
+ * @param {DocumentSummary} doc
+ * @param {HTMLDialogElement} dialog
+ * @param {HTMLElement} nameSlot where the dialog names the document
+ * @param {string} answer the dialog's returnValue that confirms
+ * @param {string} path
+ */
+function confirmRemoval(doc, dialog, nameSlot, answer, path) {
+  nameSlot.textContent = displayTitle(doc.title);
+  dialog.returnValue = "";
+  dialog.showModal();
+  dialog.addEventListener(
     "close",
     async () => {
-      if (leaveDialog.returnValue !== "leave") return;
+      if (dialog.returnValue !== answer) return;
       try {
-        await callApi("DELETE", `${documentPath(doc.id)}/members/${encodeURIComponent(me)}`);
+        await callApi("DELETE", path);
         clearError();
         documents = documents.filter((other) => other.id !== doc.id);
         render();

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from storage import accounts, documents, sharing
-from storage.accounts import UsernameTaken
+from storage.accounts import UsernameTaken, UserNotFound
 from storage.database import Store
 from storage.documents import DocumentNotFound
 from storage.models import DocumentCreate, Role, utcnow
@@ -64,7 +64,7 @@ async def test_members_see_shared_documents_with_their_role(store: Store) -> Non
     assert not created
     members = await store.run(sharing.list_members, doc.id)
     assert [(m.username, m.role) for m in members] == [("ann", Role.OWNER), ("bob", Role.EDITOR)]
-    with pytest.raises(LookupError):
+    with pytest.raises(UserNotFound):
         await store.run(sharing.put_member, doc.id, "nobody", Role.VIEWER)
 
     assert await store.run(sharing.remove_member, doc.id, "bob")
