@@ -10,7 +10,6 @@ empties.
 
 from __future__ import annotations
 
-import json
 import logging
 from types import TracebackType
 
@@ -18,8 +17,6 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pycrdt import (
-    Awareness,
-    Decoder,
     Doc,
     Text,
     YMessageType,
@@ -36,6 +33,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.access import admit_socket, close_quietly, too_many_sockets
+from server.awareness import AwarenessLimits, AwarenessRefused, RoomPresence, write_var_uint
 from server.errors import WS_4403_FORBIDDEN, WS_4404_DOCUMENT_NOT_FOUND
 from server.limits import LiveSockets, idle_close, receive_within
 from server.settings import Settings
@@ -98,15 +96,21 @@ class Connection:
 class Room:
     """One document while anyone has it open."""
 
-    def __init__(self, document_id: str, store: Store, update_limit: int, idle_timeout_s: float) -> None:
+    def __init__(
+        self,
+        document_id: str,
+        store: Store,
+        update_limit: int,
+        idle_timeout_s: float,
+        awareness_limits: AwarenessLimits | None = None,
+    ) -> None:
         self.document_id = document_id
         self.store = store
         self.update_limit = update_limit
         self.idle_timeout_s = idle_timeout_s
         self.doc: Doc[Text] = Doc()
         self.text = self.doc.get(TEXT_NAME, type=Text)
-        self.awareness = Awareness(self.doc)
-        self.awareness_owners: dict[int, Connection] = {}  # client id -> the connection that uses it
+        self.presence = RoomPresence(document_id, awareness_limits or AwarenessLimits())
         self.connections: set[Connection] = set()
         self.lock = anyio.Lock()
         self.text_dirty = False
@@ -142,8 +146,8 @@ class Room:
             self.empty_since = None
             try:
                 connection.send(create_sync_message(self.doc))
-                if self.awareness.states:
-                    states = self.awareness.encode_awareness_update(list(self.awareness.states))
+                states = self.presence.snapshot()
+                if states is not None:
                     connection.send(create_awareness_message(states))
                 await self._read(websocket, connection)
             finally:
@@ -173,6 +177,12 @@ class Room:
                 return
             try:
                 await self._handle(message, connection)
+            except AwarenessRefused as exc:
+                audit.warning(
+                    "closed a document socket of %s on %s: %s", connection.username, self.document_id, exc
+                )
+                connection.closing = (status.WS_1008_POLICY_VIOLATION, str(exc))
+                return
             except (ValueError, IndexError, AssertionError, RuntimeError) as exc:
                 # pycrdt's decoder raises RuntimeError("Y protocol error") on a truncated message
                 log.warning("malformed message on document %s: %s", self.document_id, exc)
@@ -197,10 +207,9 @@ class Room:
             else:
                 raise ValueError(f"unknown sync step {step}")
         elif kind == YMessageType.AWARENESS:
-            update = self._own_awareness(read_message(message[1:]), connection)
+            update = self.presence.accept(read_message(message[1:]), connection)
             if update is None:
                 return
-            self.awareness.apply_awareness_update(update, connection)
             relayed = create_awareness_message(update)
             for other in self.connections:
                 other.send(relayed)
@@ -223,34 +232,6 @@ class Room:
             ack = bytes([MESSAGE_SAVED]) + write_message(self.doc.get_state())
             sender.send(ack + write_var_uint(sender.updates_received))
 
-    def _own_awareness(self, update: bytes, connection: Connection) -> bytes | None:
-        """The entries of an awareness update this connection may set, each labelled with its
-        account's name: a client id belongs to the first connection that used it, so nobody can
-        move or rename someone else's cursor, nor show theirs under another name. None when no
-        entry is left."""
-        kept = []
-        for client_id, clock, state in awareness_entries(update):
-            owner = self.awareness_owners.setdefault(client_id, connection)
-            if owner is not connection:
-                audit.warning(
-                    "dropped an awareness state for another connection's client id on document %s from %s",
-                    self.document_id,
-                    connection.username,
-                )
-                continue
-            if state not in ("", "null"):
-                connection.awareness_ids.add(client_id)
-                state = labelled(state, connection.username)
-            else:
-                connection.awareness_ids.discard(client_id)
-            kept.append((client_id, clock, state))
-        if not kept:
-            return None
-        out = bytearray(write_var_uint(len(kept)))
-        for client_id, clock, state in kept:
-            out += write_var_uint(client_id) + write_var_uint(clock) + write_message(state.encode())
-        return bytes(out)
-
     def _reject(self, connection: Connection, size: int) -> None:
         """A viewer's update: nothing of it is applied, stored or passed on."""
         connection.updates_rejected += 1
@@ -265,13 +246,10 @@ class Room:
         connection.send(bytes([MESSAGE_REJECTED]) + write_message(b"read-only: you are a viewer here"))
 
     def _forget_awareness(self, connection: Connection) -> None:
-        for client_id in [c for c, owner in self.awareness_owners.items() if owner is connection]:
-            del self.awareness_owners[client_id]
-        gone = [c for c in connection.awareness_ids if c in self.awareness.states]
-        if not gone:
+        removed = self.presence.forget(connection)
+        if removed is None:
             return
-        self.awareness.remove_awareness_states(gone, connection)
-        message = create_awareness_message(self.awareness.encode_awareness_update(gone))
+        message = create_awareness_message(removed)
         for other in self.connections:
             other.send(message)
 
@@ -319,36 +297,6 @@ class Room:
             self.log_entries = 1
 
 
-def write_var_uint(number: int) -> bytes:
-    out = bytearray()
-    while number > 0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-def awareness_entries(update: bytes) -> list[tuple[int, int, str]]:
-    """(client id, clock, state as JSON text) for each entry of an encoded awareness update."""
-    decoder = Decoder(update)
-    return [
-        (decoder.read_var_uint(), decoder.read_var_uint(), decoder.read_var_string())
-        for _ in range(decoder.read_var_uint())
-    ]
-
-
-def labelled(state: str, username: str) -> str:
-    """An awareness state whose `user.name` (the cursor's label) is the account's username."""
-    parsed = json.loads(state)  # a ValueError closes the socket as malformed
-    if not isinstance(parsed, dict):
-        raise ValueError("an awareness state must be a JSON object")
-    user = parsed.get("user")
-    if isinstance(user, dict) and user.get("name") != username:
-        parsed["user"] = {**user, "name": username}
-        return json.dumps(parsed, separators=(",", ":"))
-    return state
-
-
 class Rooms:
     """The open rooms; an async context manager whose task keeps texts saved and logs compact."""
 
@@ -360,9 +308,11 @@ class Rooms:
         close_after_idle_s: float = 10.0,
         update_limit: int = 4 << 20,
         idle_timeout_s: float = 600.0,
+        awareness_limits: AwarenessLimits | None = None,
     ) -> None:
         self.store = store
         self.update_limit = update_limit
+        self.awareness_limits = awareness_limits or AwarenessLimits()
         self.idle_timeout_s = idle_timeout_s
         self.save_every_s = save_every_s
         self.compact_after_entries = compact_after_entries
@@ -395,7 +345,9 @@ class Rooms:
         async with self._opening:
             room = self._rooms.get(document_id)
             if room is None:
-                room = Room(document_id, self.store, self.update_limit, self.idle_timeout_s)
+                room = Room(
+                    document_id, self.store, self.update_limit, self.idle_timeout_s, self.awareness_limits
+                )
                 await room.load()
                 self._rooms[document_id] = room
             return room
@@ -473,7 +425,16 @@ async def document_socket(websocket: WebSocket) -> None:
 
 
 def rooms_for(settings: Settings, store: Store) -> Rooms:
-    return Rooms(store, update_limit=settings.update_limit_mb << 20, idle_timeout_s=settings.idle_timeout_s)
+    return Rooms(
+        store,
+        update_limit=settings.update_limit_mb << 20,
+        idle_timeout_s=settings.idle_timeout_s,
+        awareness_limits=AwarenessLimits(
+            ids_per_connection=settings.awareness_ids_per_connection,
+            state_bytes=settings.awareness_state_limit_kb << 10,
+            room_bytes=settings.awareness_room_limit_kb << 10,
+        ),
+    )
 
 
 routes = [WebSocketRoute("/ws/doc/{doc_id}", document_socket)]

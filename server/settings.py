@@ -44,6 +44,9 @@ class Settings:
     suggestions_per_minute: int = 120  # per user, all sockets together
     sockets_per_user: int = 20  # open sockets of both kinds, per user
     idle_timeout_s: int = 600  # a socket that sends nothing for this long is closed
+    awareness_ids_per_connection: int = 4  # presence client ids one document socket may use
+    awareness_state_limit_kb: int = 8  # one presence state (name, colour, cursor)
+    awareness_room_limit_kb: int = 1024  # all presence states in one document together
 
     def __post_init__(self) -> None:
         if self.signup not in {"open", "closed"}:

@@ -237,6 +237,12 @@ def test_a_viewers_crafted_update_changes_nothing_and_is_logged(
     )
 
 
+def _cursor(clock: int) -> dict[str, Any]:
+    """A cursor as y-codemirror publishes it: two Yjs relative positions."""
+    position = {"type": None, "tname": "content", "item": {"client": 7, "clock": clock}, "assoc": 0}
+    return {"anchor": position, "head": position}
+
+
 def _framed(update: bytes) -> bytes:
     return write_message(update)
 
@@ -250,13 +256,13 @@ def test_nobody_can_move_or_rename_someone_elses_cursor(live: Any, caplog: pytes
             YClient(socket, headers=people["ed"]) as ed,
             YClient(socket, headers=people["vic"]) as watcher,
         ):
-            await alice.set_awareness({"user": {"name": "alice"}, "cursor": 1}, clock=1)
+            await alice.set_awareness({"user": {"name": "alice"}, "cursor": _cursor(1)}, clock=1)
             # ed labels his own cursor "alice": everyone sees "ed"
             await ed.set_awareness({"user": {"name": "alice", "color": "#123456"}}, clock=1)
             await watcher.wait_for(lambda c: {alice.client_id, ed.client_id} <= c.awareness.keys())
             assert watcher.awareness[ed.client_id]["user"] == {"name": "ed", "color": "#123456"}
             # ed sends a state under alice's client id: dropped, alice's cursor stays hers
-            forged = json.dumps({"user": {"name": "alice"}, "cursor": 99}).encode()
+            forged = json.dumps({"user": {"name": "alice"}, "cursor": _cursor(99)}).encode()
             entry = (
                 write_var_uint(1)
                 + write_var_uint(alice.client_id)
@@ -264,9 +270,9 @@ def test_nobody_can_move_or_rename_someone_elses_cursor(live: Any, caplog: pytes
                 + write_message(forged)
             )
             await ed.send_raw(create_awareness_message(entry))
-            await ed.set_awareness({"user": {"name": "ed"}, "cursor": 2}, clock=2)  # a marker after it
-            await watcher.wait_for(lambda c: c.awareness[ed.client_id].get("cursor") == 2)
-            assert watcher.awareness[alice.client_id] == {"user": {"name": "alice"}, "cursor": 1}
+            await ed.set_awareness({"user": {"name": "ed"}, "cursor": _cursor(2)}, clock=2)  # a marker after it
+            await watcher.wait_for(lambda c: c.awareness[ed.client_id].get("cursor") == _cursor(2))
+            assert watcher.awareness[alice.client_id] == {"user": {"name": "alice"}, "cursor": _cursor(1)}
             # a state that is not a JSON object is malformed
             bad = write_var_uint(1) + write_var_uint(ed.client_id) + write_var_uint(9) + write_message(b"[1]")
             await ed.send_raw(create_awareness_message(bad))
