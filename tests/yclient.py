@@ -66,7 +66,10 @@ class YClient:
     async def __aenter__(self) -> YClient:
         self._socket = await websockets.connect(self.url, max_size=2**24, additional_headers=self.headers)
         self.doc.observe(self._local_update)
-        await self._socket.send(create_sync_message(self.doc))
+        try:
+            await self._socket.send(create_sync_message(self.doc))
+        except websockets.ConnectionClosed:
+            pass  # the server closed first (4404, 4401, ...): the reader reports the code
         self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._write())]
         return self
 
@@ -116,8 +119,11 @@ class YClient:
         self._outbox.put_nowait(message)
 
     async def _write(self) -> None:
-        while True:
-            await self._socket.send(await self._outbox.get())
+        try:
+            while True:
+                await self._socket.send(await self._outbox.get())
+        except websockets.ConnectionClosed:
+            pass  # the reader records how it closed
 
     async def _read(self) -> None:
         try:
