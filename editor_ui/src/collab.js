@@ -6,10 +6,12 @@ import { EditorView, keymap } from "@codemirror/view";
 import * as decoding from "lib0/decoding";
 import { yCollab, ySyncAnnotation, yUndoManagerKeymap } from "y-codemirror.next";
 import { IndexeddbPersistence } from "y-indexeddb";
-import { WebsocketProvider } from "y-websocket";
+import * as awarenessProtocol from "y-protocols/awareness";
+import { WebsocketProvider, messageAwareness } from "y-websocket";
 import * as Y from "yjs";
 import { goToSignIn } from "./api.js";
 import { deleteDatabase } from "./localcopy.js";
+import { safeAwarenessUpdate } from "./presence.js";
 import { CLOSE_DOCUMENT_NOT_FOUND, CLOSE_FORBIDDEN, CLOSE_TOO_MANY, CLOSE_UNAUTHENTICATED } from "./socket.js";
 
 /**
@@ -147,6 +149,12 @@ export class SharedDocument {
       if (decoding.hasContent(decoder)) this.storedOnSocket = decoding.readVarUint(decoder);
       if (this.storedOnSocket >= this.sentOnSocket) this.editedOffline = false;
       this.onChange();
+    };
+    // The others' awareness, made safe before anything (y-codemirror's cursors, the presence
+    // chips) reads it: their colours end up in style attributes.
+    this.provider.messageHandlers[messageAwareness] = (_encoder, decoder, provider) => {
+      const update = safeAwarenessUpdate(decoding.readVarUint8Array(decoder));
+      awarenessProtocol.applyAwarenessUpdate(provider.awareness, update, provider);
     };
     this.provider.messageHandlers[MESSAGE_UPDATE_REFUSED] = (_encoder, decoder) => {
       const reason = decoding.hasContent(decoder) ? decoding.readVarString(decoder) : "";
