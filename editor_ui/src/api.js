@@ -63,13 +63,24 @@ export async function callApi(method, path, body, options = {}) {
 }
 
 /**
- * Where to go after signing in: only a path of this site ("/d/abc"), never "//elsewhere" or a
- * full URL, so a crafted link cannot send a writer off the site.
+ * Where to go after signing in: a path of this site ("/d/abc"), never another site. `next` is
+ * read the way the browser will read it (the URL parser drops tabs and newlines, turns "\\"
+ * into "/", and takes "//host" or "https:host" as another host), and kept only when it lands on
+ * this origin; anything else, or nothing, is "/".
  * @param {string | null} value
  */
 export function safeNext(value) {
-  if (!value || !value.startsWith("/") || value.startsWith("//") || value.startsWith("/\\")) return "/";
-  return value;
+  if (!value) return "/";
+  let target;
+  try {
+    target = new URL(value, location.origin);
+  } catch {
+    return "/";
+  }
+  if (target.origin !== location.origin) return "/";
+  // A path of this origin may still start with "//" ("/a/..//elsewhere"); said again as a
+  // relative URL, that would name a host.
+  return target.pathname.replace(/^\/+/, "/") + target.search + target.hash;
 }
 
 /**

@@ -36,12 +36,20 @@ const ENDING_NOTICES = {
   missing: "This document was deleted or is no longer shared with you; edits from now on are not saved.",
   forbidden: "You no longer have access to this document; edits from now on are not saved.",
   too_many: "Too many Cowrite tabs are open for your account. Close some, then reload this one.",
+  too_large:
+    "Your last change was too large to save, so the server did not keep it, nor anything typed since. " +
+    "Copy out what you need, then reload the saved version (this browser's copy of your unsaved changes is discarded).",
 };
 
 /** The same endings when they keep the document from opening at all. */
 const LOAD_FAILURES = {
   forbidden: ["You do not have access to this document", "Ask its owner to share it with you."],
   too_many: ["Too many Cowrite tabs are open", "Your account has too many documents open; close some tabs and try again."],
+  too_large: [
+    "A change was too large to save",
+    "This browser holds a change to the document that is too large for the server to save. " +
+      "Reload the saved version to discard this browser's copy of it.",
+  ],
 };
 
 /**
@@ -102,11 +110,37 @@ function showLoadFailure(exc, heading) {
   box.hidden = false;
 }
 
-/** A lasting message above the text: this page lost the document or its access. @param {string} text */
-function showAccessNotice(text) {
+/**
+ * A lasting message above the text: this page lost the document or its access.
+ * @param {string} text
+ * @param {HTMLElement} [action] a button to offer after the text
+ */
+function showAccessNotice(text, action) {
   const notice = byId("access-notice");
   notice.textContent = text;
+  if (action) notice.append(action);
   notice.hidden = false;
+}
+
+/**
+ * A button that discards this browser's copy of the document, then reloads the page, which
+ * then holds the server's version only: the way out after a change too large to save, which the
+ * local copy would otherwise send again on every opening.
+ * @param {SharedDocument} shared
+ */
+function reloadSavedButton(shared) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "button";
+  button.dataset.testid = "reload-saved";
+  button.textContent = "Reload the saved version";
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    shared.disconnect();
+    await shared.dropLocalCopy();
+    location.reload();
+  });
+  return button;
 }
 
 /**
@@ -167,7 +201,8 @@ async function main() {
       status.showSave(shared.saveState);
       if (ready && shared.ending && !endingShown) {
         endingShown = true;
-        showAccessNotice(ENDING_NOTICES[shared.ending]);
+        const action = shared.ending === "too_large" ? reloadSavedButton(shared) : undefined;
+        showAccessNotice(ENDING_NOTICES[shared.ending], action);
       }
     },
     () => {
@@ -236,6 +271,7 @@ async function main() {
   if (ending) {
     const [heading, message] = LOAD_FAILURES[ending];
     showLoadFailure(new Error(message), heading);
+    if (ending === "too_large") byId("load-error-message").append(" ", reloadSavedButton(shared));
     return;
   }
   byId("loading").hidden = true;
@@ -255,6 +291,9 @@ async function main() {
       else showAccessNotice("Suggestions are off: your account has too many Cowrite tabs open. Close some, then reload.");
     },
   });
+  // The document socket stopped answering: the suggestion socket, to the same server over the
+  // same network, is no better off.
+  shared.onUnanswered(() => socket.drop());
   const suggester = new Suggester({
     socket,
     settings,
@@ -342,6 +381,7 @@ async function main() {
       role: access.role,
       readOnly: access.readOnly,
       local: shared.local !== null,
+      ending: shared.ending,
     }),
     aiSpans: () => authorship.list().map(({ text, user, suggestion, at }) => ({ text, user, suggestion, at })),
     ytext: () => shared.text.toString(),

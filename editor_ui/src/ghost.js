@@ -363,6 +363,16 @@ export function acceptWord(view) {
   return take(view, nextWord(text), false);
 }
 
+/**
+ * Tab (and Shift+Tab) with no suggestion to take: a writer who pressed it a moment before the
+ * ghost text came goes on typing, so the focus stays in an editable editor and nothing is inserted.
+ * Keyboard users leave the editor with Escape then Tab, or Ctrl+M (CodeMirror's tab-focus mode).
+ * @param {EditorView} view
+ */
+function keepFocus(view) {
+  return view.state.facet(EditorView.editable);
+}
+
 /** @param {EditorView} view */
 export function dismiss(view) {
   const ghost = currentGhost(view.state);
@@ -413,7 +423,7 @@ export function ghostText() {
     // through to their usual meaning when there is none.
     Prec.highest(
       keymap.of([
-        { key: "Tab", run: acceptAll },
+        { key: "Tab", run: (view) => acceptAll(view) || keepFocus(view), shift: keepFocus },
         { key: "Ctrl-ArrowRight", run: acceptWord },
         { key: "Escape", run: dismiss },
         { key: "Alt-]", run: cycleCommand(1) },

@@ -2,10 +2,10 @@
 // suggestion is up) and the toolbar chips showing who else is in the document.
 
 import { EditorView } from "@codemirror/view";
+import * as decoding from "lib0/decoding";
+import * as encoding from "lib0/encoding";
 import { currentGhost } from "./ghost.js";
-
-const DEFAULT_COLOR = "#6b6f76";
-const COLOR = /^#[0-9a-f]{3,8}$/i;
+import { safeColor, selectionColor } from "./identity.js";
 
 /** @typedef {{name: string, color: string, suggesting: boolean}} Peer */
 
@@ -71,7 +71,7 @@ export class Presence {
       if (typeof name !== "string" || !name) return;
       peers.push({
         name,
-        color: typeof color === "string" && COLOR.test(color) ? color : DEFAULT_COLOR,
+        color: safeColor(color),
         suggesting: state.suggesting === true,
       });
     });
@@ -102,4 +102,48 @@ function chip(peer) {
   element.append(name);
   element.title = peer.suggesting ? `${peer.name} is looking at a suggestion` : peer.name;
   return element;
+}
+
+/**
+ * Someone else's awareness state as this page may use it: `user.color` a `#rrggbb` colour (the
+ * default colour for anything else) and `user.colorLight` made from it here. y-codemirror writes
+ * both into style attributes, so a colour like `red;background:url(…)` must never get that far.
+ * @param {any} state
+ */
+export function safeState(state) {
+  if (!state || typeof state !== "object" || !state.user || typeof state.user !== "object") return state;
+  const color = safeColor(state.user.color);
+  return { ...state, user: { ...state.user, color, colorLight: selectionColor(color) } };
+}
+
+/**
+ * An encoded awareness update (y-protocols: a count, then client id, clock and JSON state of
+ * each) with every state made safe by `safeState`, before it is applied to the page's awareness.
+ * An entry whose state is not JSON is left out.
+ * @param {Uint8Array} update
+ * @returns {Uint8Array}
+ */
+export function safeAwarenessUpdate(update) {
+  const decoder = decoding.createDecoder(update);
+  /** @type {Array<[number, number, string]>} */
+  const entries = [];
+  const count = decoding.readVarUint(decoder);
+  for (let i = 0; i < count; i++) {
+    const clientId = decoding.readVarUint(decoder);
+    const clock = decoding.readVarUint(decoder);
+    const json = decoding.readVarString(decoder);
+    try {
+      entries.push([clientId, clock, JSON.stringify(safeState(JSON.parse(json)))]);
+    } catch {
+      console.warn("Cowrite: ignoring an awareness state that is not JSON");
+    }
+  }
+  const encoder = encoding.createEncoder();
+  encoding.writeVarUint(encoder, entries.length);
+  for (const [clientId, clock, json] of entries) {
+    encoding.writeVarUint(encoder, clientId);
+    encoding.writeVarUint(encoder, clock);
+    encoding.writeVarString(encoder, json);
+  }
+  return encoding.toUint8Array(encoder);
 }

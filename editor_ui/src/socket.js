@@ -16,6 +16,10 @@ export const CLOSE_DOCUMENT_NOT_FOUND = 4404;
 export const CLOSE_IDLE = 4408;
 /** This account has too many sockets open (tabs); a retry would be refused as well. */
 export const CLOSE_TOO_MANY = 4429;
+/** The document socket refused an update that would make the document too large: not stored. */
+export const CLOSE_DOCUMENT_TOO_LARGE = 4413;
+/** The server could not store an update just now (a database outage): reconnect later, resend. */
+export const CLOSE_TRY_AGAIN_LATER = 1013;
 
 /**
  * "idle": closed by the server for idleness, reopened by the next `wake()`; "gone": the document
@@ -43,8 +47,10 @@ export class ReconnectingSocket {
     this.stopped = false;
     /** The code of the close that ended the socket for good ("gone" or "refused"). */
     this.closeCode = 0;
-    // Coming back online or to the tab is a good moment to try again without waiting.
+    // Coming back online or to the tab is a good moment to try again without waiting; losing
+    // the network means this socket is gone, whatever its state says.
     window.addEventListener("online", () => this.reconnectNow());
+    window.addEventListener("offline", () => this.drop());
   }
 
   start() {
@@ -63,6 +69,20 @@ export class ReconnectingSocket {
     this.socket = null;
     if (socket) socket.close();
     if (this.state !== "gone" && this.state !== "refused") this.setState("offline");
+  }
+
+  /**
+   * Give up a socket that cannot be reaching the server (the network is gone, or the document
+   * socket to the same server stopped answering) without waiting for its close, which a stalled
+   * network never delivers; then reconnect as after any lost connection.
+   */
+  drop() {
+    const socket = this.socket;
+    if (this.stopped || !socket) return;
+    this.socket = null;
+    socket.close();
+    this.setState("offline");
+    this.scheduleRetry();
   }
 
   get connected() {

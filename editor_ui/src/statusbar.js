@@ -7,7 +7,18 @@ const NOTICE_MS = 5_000;
 const SAVE_LABELS = {
   saved: "Saved",
   saving: "Saving…",
+  retrying: "Not saved yet — retrying…",
   offline: "Offline — edits kept",
+  unsaved: "Not saved",
+};
+
+/** @type {Record<import("./collab.js").SaveState, string>} */
+const SAVE_TITLES = {
+  saved: "The server has stored every edit",
+  saving: "Sent; waiting for the server to store it",
+  retrying: "The server could not store the last edit just now; it is sent again shortly",
+  offline: "Kept in this browser; sent when the connection is back",
+  unsaved: "The last change was too large to save; see the message above the text",
 };
 
 /** @type {Record<import("./collab.js").ConnectionState, string>} */
@@ -51,6 +62,7 @@ export class StatusBar {
   showSave(state) {
     if (this.save.dataset.state === state) return;
     this.save.textContent = SAVE_LABELS[state];
+    this.save.title = SAVE_TITLES[state];
     this.save.dataset.state = state;
   }
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 
 from server.app import create_app
 from server.settings import Settings
@@ -51,8 +52,13 @@ def server_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def base_url(server_settings: Settings, loaded_model: LoadedModel, tmp_path: Path) -> Iterator[str]:
-    app = create_app(replace(server_settings, data_dir=tmp_path, database_url=None), loaded_model)
+def app(server_settings: Settings, loaded_model: LoadedModel, tmp_path: Path) -> Starlette:
+    """The served app; a test module may wrap it (add middleware) before `base_url` serves it."""
+    return create_app(replace(server_settings, data_dir=tmp_path, database_url=None), loaded_model)
+
+
+@pytest.fixture
+def base_url(app: Starlette) -> Iterator[str]:
     with serve(app) as url:
         yield url
 

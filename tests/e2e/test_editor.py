@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import wait_until
 from tests.e2e.conftest import ARTIFACTS
 
 OPENING = (
@@ -157,3 +158,31 @@ def test_alt_brackets_cycle_through_alternatives(page: Any) -> None:
     page.keyboard.press("Alt+BracketLeft")
     page.keyboard.press("Alt+BracketLeft")
     assert counter.inner_text().strip() == "3/3" and state(page)["alternative"] == 2
+
+
+def focused_in_editor(page: Any) -> bool:
+    inside: bool = page.evaluate("window.cowrite.view.contentDOM.contains(document.activeElement)")
+    return inside
+
+
+@pytest.mark.parametrize("key", ["Tab", "Shift+Tab"])
+def test_tab_before_any_suggestion_keeps_the_focus_and_the_typing(page: Any, key: str) -> None:
+    url = new_document(page, "Hasty Tab")
+    doc_id = url.rsplit("/", 1)[1]
+    page.locator(".cm-content").click()
+    # the key comes at once, long before the pause after which a suggestion is asked for
+    page.keyboard.type("Thank you for")
+    page.keyboard.press(key)
+    assert not state(page)["ghost"], "a suggestion was already on screen"
+    assert focused_in_editor(page), "the key moved the focus out of the editor"
+    page.keyboard.type(" your time.")
+    assert focused_in_editor(page)
+    assert editor_text(page) == "Thank you for your time."
+    page.wait_for_function("window.cowrite.state().saved")
+
+    def stored() -> str:
+        text: str = page.context.request.get(f"/api/documents/{doc_id}").json()["text"]
+        return text
+
+    # the server writes the plain text beside the CRDT a moment after the edits
+    wait_until(lambda: stored() == "Thank you for your time.", "the typed words to be stored")
