@@ -20,6 +20,7 @@ from server.completions import completions, models
 from server.errors import Forbidden, RequestTooLarge, Unauthenticated, api_error, not_found
 from server.limits import AttemptLimiter, BodyLimit, LiveSockets, RateLimiter
 from server.origin import CsrfGuard
+from server.sessions import SessionWatch
 from server.settings import Settings
 from storage.database import Store
 from storage.documents import DocumentNotFound
@@ -58,7 +59,8 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         app.state.model_name = model.name
         app.state.model = model
         app.state.password_limiter = anyio.CapacityLimiter(PASSWORD_WORKERS)
-        async with store, engine, rooms:
+        sessions = SessionWatch(app.state.sockets, store, settings.session_check_s)
+        async with store, engine, rooms, sessions:
             yield
 
     routes: list[BaseRoute] = [
