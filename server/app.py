@@ -18,6 +18,8 @@ from server import auth, collab, documents, pages, sharing, suggest
 from server.auth import PASSWORD_WORKERS, CookieSigner, SessionBackend, load_secret_key
 from server.completions import completions, models
 from server.errors import Forbidden, RequestTooLarge, Unauthenticated, api_error, not_found
+from server.headers import SecurityHeaders
+from server.hosts import HostGuard, allowed_hosts
 from server.limits import AttemptLimiter, BodyLimit, LiveSockets, RateLimiter
 from server.origin import CsrfGuard
 from server.sessions import SessionWatch
@@ -76,6 +78,8 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
     ]
     signer = CookieSigner(load_secret_key(settings))
     middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(HostGuard, allowed=allowed_hosts(settings)),
         Middleware(BodyLimit, limit=settings.request_limit_mb << 20),
         Middleware(CsrfGuard),
         Middleware(AuthenticationMiddleware, backend=SessionBackend(signer)),

@@ -31,7 +31,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     app = create_app(settings, loaded)
     print(f"Cowrite is running on http://{settings.host}:{settings.port}  (Ctrl+C stops it)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    proxies = settings.trusted_proxy_list
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # X-Forwarded-For and -Proto choose the client address (the per-address limits) and the
+        # scheme (Secure cookies, Origin checks): only a proxy we were told of may send them
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
     return 0
 
 
