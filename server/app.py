@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server import auth, collab, documents, pages, sharing, suggest
+from server import auth, collab, datadir, documents, pages, sharing, suggest
 from server.auth import PASSWORD_WORKERS, CookieSigner, SessionBackend, load_secret_key
 from server.completions import completions, models
 from server.errors import Forbidden, RequestTooLarge, Unauthenticated, api_error, not_found
@@ -63,6 +63,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         app.state.password_limiter = anyio.CapacityLimiter(PASSWORD_WORKERS)
         sessions = SessionWatch(app.state.sockets, store, settings.session_check_s)
         async with store, engine, rooms, sessions:
+            datadir.protect(settings.data_dir)  # the database and the converted weights exist now
             yield
 
     routes: list[BaseRoute] = [

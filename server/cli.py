@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from server import datadir
 from server.app import create_app
 from server.settings import Settings, SettingsError
 from streaming.errors import ModelLoadError
@@ -24,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    datadir.protect(settings.data_dir)  # before anything is written into it
     try:
         loaded = load_model(settings.model, settings.device, settings.dtype, settings.model_cache_dir)
     except ModelLoadError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -73,3 +74,23 @@ async def test_forwarded_addresses_count_only_from_a_trusted_proxy(tmp_path: Pat
             answers.append((await http.post("/api/auth/signin", json=guess, headers=headers)).status_code)
     # by default all three come from 127.0.0.1, whose allowance the first two spend
     assert answers == ([401, 401, 401] if trusted else [401, 401, 429])
+
+
+async def test_the_data_folder_and_its_files_are_its_owners_only(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o755)  # a folder made by an older version, or by hand
+    (data / "secret_key").write_text("a key from an older version, readable by all")
+    (data / "secret_key").chmod(0o644)
+    shared = (ROOT / "data" / "models").resolve()
+    shared_mode = shared.stat().st_mode if shared.exists() else None
+    async with asyncio.timeout(240), running(data) as url:
+        async with httpx.AsyncClient(base_url=url) as http:  # something written to the database
+            assert (await account_async(http, "ann"))["cookie"]
+        modes = {path.name: stat.S_IMODE(path.lstat().st_mode) for path in [data, *data.iterdir()]}
+    assert modes.pop("data") == 0o700
+    assert modes.pop("models") == 0o777  # a link, neither followed nor changed
+    assert {"cowrite.db", "cowrite.db-wal", "cowrite.db-shm", "secret_key"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o600)
+    if shared_mode is not None:
+        assert shared.stat().st_mode == shared_mode  # the weights the link leads to are untouched
