@@ -14,12 +14,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server import auth, collab, documents, pages, sharing, suggest
+from server import auth, collab, datadir, documents, pages, sharing, suggest
 from server.auth import PASSWORD_WORKERS, CookieSigner, SessionBackend, load_secret_key
 from server.completions import completions, models
 from server.errors import Forbidden, RequestTooLarge, Unauthenticated, api_error, not_found
+from server.headers import SecurityHeaders
+from server.hosts import HostGuard, allowed_hosts
 from server.limits import AttemptLimiter, BodyLimit, LiveSockets, RateLimiter
 from server.origin import CsrfGuard
+from server.sessions import SessionWatch
 from server.settings import Settings
 from storage.database import Store
 from storage.documents import DocumentNotFound
@@ -58,7 +61,9 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         app.state.model_name = model.name
         app.state.model = model
         app.state.password_limiter = anyio.CapacityLimiter(PASSWORD_WORKERS)
-        async with store, engine, rooms:
+        sessions = SessionWatch(app.state.sockets, store, settings.session_check_s)
+        async with store, engine, rooms, sessions:
+            datadir.protect(settings.data_dir)  # the database and the converted weights exist now
             yield
 
     routes: list[BaseRoute] = [
@@ -74,6 +79,8 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
     ]
     signer = CookieSigner(load_secret_key(settings))
     middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(HostGuard, allowed=allowed_hosts(settings)),
         Middleware(BodyLimit, limit=settings.request_limit_mb << 20),
         Middleware(CsrfGuard),
         Middleware(AuthenticationMiddleware, backend=SessionBackend(signer)),

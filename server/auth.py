@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.errors import Unauthenticated, api_error, invalid, read_json
-from server.limits import AttemptLimiter
+from server.limits import AttemptLimiter, LiveSockets
 from server.settings import Settings
 from storage import accounts
 from storage.accounts import UsernameTaken
@@ -83,7 +83,7 @@ def load_secret_key(settings: Settings) -> bytes:
         return settings.secret_key.encode()
     path = Path(settings.data_dir) / SECRET_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process made it first
@@ -221,6 +221,11 @@ def _store(request: Request) -> Store:
     return store
 
 
+def _sockets(request: Request) -> LiveSockets:
+    sockets: LiveSockets = request.app.state.sockets
+    return sockets
+
+
 async def status(request: Request) -> Response:
     """Public: who is signed in, whether sign-up is open, whether any account exists yet."""
     user = request.scope.get("user")
@@ -244,17 +249,18 @@ async def signup(request: Request) -> Response:
         return api_error(403, "signup_closed", "sign-up is closed here; ask an admin for an account")
     limiter: AttemptLimiter = request.app.state.signup_limiter
     address = client_address(request)
-    wait = limiter.retry_after(f"address:{address}")
-    if wait > 0:
+    key = f"address:{address}"
+    reserved = limiter.reserve(key)  # before the hash, so simultaneous sign-ups count each other
+    if reserved is None:
         audit.warning("signup refused (rate limited) address=%s", address)
-        return rate_limited(wait, "too many new accounts from this address")
+        return rate_limited(limiter.retry_after(key), "too many new accounts from this address")
     try:
         if await store.run(accounts.get_user, data.username) is not None:
             raise UsernameTaken(data.username)  # known before spending a hash on it
         user = await store.run(accounts.create_user, data.username, await hashed(request, data.password))
     except UsernameTaken:
+        limiter.release(reserved, key)  # no account was made
         return api_error(409, "username_taken", "that username is taken")
-    limiter.record(f"address:{address}")
     audit.info("signup user=%s address=%s admin=%s", user.username, address, user.is_admin)
     response = JSONResponse({"user": user.model_dump()}, status_code=201)
     await _start_session(request, response, user.username)
@@ -269,17 +275,18 @@ async def signin(request: Request) -> Response:
     limiter: AttemptLimiter = request.app.state.signin_limiter
     address = client_address(request)
     keys = (f"account:{data.username}", f"address:{address}")
-    wait = limiter.retry_after(*keys)
-    if wait > 0:
+    # counted as a failure before the hash: simultaneous guesses cannot all pass one check
+    reserved = limiter.reserve(*keys)
+    if reserved is None:
         audit.warning("signin refused (rate limited) user=%s address=%s", data.username, address)
-        return rate_limited(wait)
+        return rate_limited(limiter.retry_after(*keys))
     user = await _store(request).run(accounts.get_user, data.username)
     ok = await verified(request, user.password_hash if user else _DUMMY_HASH, data.password)
     if not ok or user is None:  # an unknown user was verified against the dummy hash
-        limiter.record(*keys)
         audit.warning("signin failed user=%s address=%s", data.username, address)
         return api_error(401, "bad_credentials", "wrong username or password")
     limiter.forget(keys[0])
+    limiter.release(reserved, keys[1])  # not a failure after all
     audit.info("signin user=%s address=%s", user.username, address)
     response = JSONResponse({"user": {"username": user.username, "is_admin": user.is_admin}})
     await _start_session(request, response, user.username)
@@ -304,16 +311,17 @@ async def change_password(request: Request) -> Response:
     limiter: AttemptLimiter = request.app.state.signin_limiter
     address = client_address(request)
     keys = (f"account:{account.username}", f"address:{address}")
-    wait = limiter.retry_after(*keys)
-    if wait > 0:
-        return rate_limited(wait)
+    reserved = limiter.reserve(*keys)  # as for sign-in: counted before the hash
+    if reserved is None:
+        return rate_limited(limiter.retry_after(*keys))
     store = _store(request)
     user = await store.run(accounts.get_user, account.username)
     if user is None or not await verified(request, user.password_hash, data.current_password):
-        limiter.record(*keys)
         audit.warning("password change refused user=%s address=%s", account.username, address)
         return api_error(403, "bad_credentials", "the current password is wrong")
+    limiter.release(reserved, *keys)
     await store.run(accounts.set_password_hash, account.username, await hashed(request, data.new_password))
+    _sockets(request).end_sessions_of(account.username)  # every session of the account ended
     audit.info("password changed user=%s address=%s", account.username, address)
     response = Response(status_code=204)
     await _start_session(request, response, account.username)
@@ -325,12 +333,14 @@ async def signout(request: Request) -> Response:
     response = Response(status_code=204)
     if isinstance(user, Account):
         await _store(request).run(accounts.end_session, user.session_hash)
+        _sockets(request).end_session(user.session_hash)
         audit.info("signout user=%s", user.username)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
     return response
 
 
 def rate_limited(wait: int, what: str = "too many sign-in attempts") -> JSONResponse:
+    wait = max(1, wait)
     message = f"{what}; try again in {wait} s"
     body = {"error": {"code": "rate_limited", "message": message, "retry_after_s": wait}}
     return JSONResponse(body, status_code=429, headers={"retry-after": str(wait)})
@@ -350,6 +360,8 @@ async def _start_session(request: Request, response: Response, username: str) ->
         client_address(request),
         previous.session_hash if isinstance(previous, Account) else None,
     )
+    if isinstance(previous, Account):
+        _sockets(request).end_session(previous.session_hash)  # the browser's previous session ended
     signer: CookieSigner = request.app.state.signer
     response.set_cookie(
         COOKIE,

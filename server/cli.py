@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from server import datadir
 from server.app import create_app
 from server.settings import Settings, SettingsError
 from streaming.errors import ModelLoadError
@@ -24,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    datadir.protect(settings.data_dir)  # before anything is written into it
     try:
         loaded = load_model(settings.model, settings.device, settings.dtype, settings.model_cache_dir)
     except ModelLoadError as exc:
@@ -31,7 +33,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     app = create_app(settings, loaded)
     print(f"Cowrite is running on http://{settings.host}:{settings.port}  (Ctrl+C stops it)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    proxies = settings.trusted_proxy_list
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # X-Forwarded-For and -Proto choose the client address (the per-address limits) and the
+        # scheme (Secure cookies, Origin checks): only a proxy we were told of may send them
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
     return 0
 
 

@@ -35,7 +35,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from server.access import admit_socket, close_quietly, too_many_sockets
 from server.awareness import AwarenessLimits, AwarenessRefused, RoomPresence, write_var_uint
 from server.errors import WS_4403_FORBIDDEN, WS_4404_DOCUMENT_NOT_FOUND
-from server.limits import LiveSockets, idle_close, receive_within
+from server.limits import SESSION_ENDED, IdleTimer, LiveSockets, idle_close
 from server.settings import Settings
 from storage import collab
 from storage.database import Store
@@ -81,6 +81,11 @@ class Connection:
         elif role is not self.role:
             self.role = role
             self.send(bytes([MESSAGE_ROLE_CHANGED]) + write_message(str(role).encode()))
+
+    def session_ended(self) -> None:
+        """The user signed out (or was signed out): nothing more of this connection is read."""
+        self.closing = SESSION_ENDED
+        self.outbox.close()
 
     def send(self, message: bytes) -> None:
         """Queue a message; a client too slow to keep up is disconnected rather than waited for."""
@@ -158,13 +163,14 @@ class Room:
                 group.cancel_scope.cancel()
 
     async def _read(self, websocket: WebSocket, connection: Connection) -> None:
+        idle = IdleTimer(self.idle_timeout_s)
         while True:
-            frame = await receive_within(websocket, self.idle_timeout_s)
+            frame = await idle.receive(websocket)
             if frame is None:
                 connection.closing = idle_close(self.idle_timeout_s)
                 return
-            if frame["type"] == "websocket.disconnect":
-                return
+            if frame["type"] == "websocket.disconnect" or connection.closing is not None:
+                return  # closing: the server is ending this connection, so the frame is not read
             message = frame.get("bytes")
             if message is None:
                 connection.closing = (status.WS_1003_UNSUPPORTED_DATA, "document sockets carry binary frames")
@@ -188,6 +194,8 @@ class Room:
                 log.warning("malformed message on document %s: %s", self.document_id, exc)
                 connection.closing = (status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, "malformed message")
                 return
+            if message[0] == YMessageType.SYNC and message[1] != YSyncMessageType.SYNC_STEP1:
+                idle.touch()  # an edit (sync step 2 or update); awareness alone is not activity
 
     async def _handle(self, message: bytes, connection: Connection) -> None:
         kind = message[0]
@@ -411,7 +419,7 @@ async def document_socket(websocket: WebSocket) -> None:
         return
     send, receive = anyio.create_memory_object_stream[bytes](OUTBOX_SIZE)
     connection = Connection(websocket, send, account.username, role)
-    if not sockets.add(account.username, document_id, connection):
+    if not sockets.add(account.username, document_id, connection, account.session_hash):
         send.close()
         receive.close()
         await too_many_sockets(websocket, account.username, sockets.per_user)

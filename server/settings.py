@@ -37,6 +37,10 @@ class Settings:
     signin_attempts: int = 5  # failed sign-ins per account per 15 minutes before it must wait
     signin_attempts_per_address: int = 20  # ... and per client address
     signups_per_address: int = 30  # accounts made from one client address per hour
+    session_check_s: int = 5  # how often open sockets' sessions are checked (ended elsewhere, expired)
+    # the network (docs/security.md)
+    allowed_hosts: str = ""  # Host names answered, comma-separated; "": the bound host and loopback
+    trusted_proxies: str = ""  # proxy addresses whose X-Forwarded-* headers count; "": none
     # abuse limits
     request_limit_mb: int = 8  # HTTP request bodies
     frame_limit_kb: int = 64  # suggestion socket frames
@@ -53,10 +57,16 @@ class Settings:
             raise SettingsError(f"COWRITE_SIGNUP must be 'open' or 'closed', not {self.signup!r}")
         if self.secret_key is not None and len(self.secret_key) < 16:
             raise SettingsError("COWRITE_SECRET_KEY must be at least 16 characters")
+        if self.session_check_s < 1:
+            raise SettingsError("COWRITE_SESSION_CHECK_S must be at least 1")
 
     @property
     def model_cache_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [item.strip() for item in self.trusted_proxies.split(",") if item.strip()]
 
     @property
     def database(self) -> str:

@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 
 from server.access import admit_socket, close_quietly, too_many_sockets
 from server.errors import WS_4403_FORBIDDEN
-from server.limits import LiveSockets, RateLimiter, idle_close, receive_within
+from server.limits import SESSION_ENDED, IdleTimer, LiveSockets, RateLimiter, idle_close
 from server.protocol import (
     Cancel,
     Feedback,
@@ -126,6 +126,12 @@ class SuggestionSocket:
         if self._group is not None:
             self._group.cancel_scope.cancel()
 
+    def session_ended(self) -> None:
+        """The user signed out (or was signed out): stop reading and generating, close with 4401."""
+        self.closing = SESSION_ENDED
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
+
     async def serve(self) -> None:
         send, receive = anyio.create_memory_object_stream[Frame](OUTBOX_SIZE)
         async with send, anyio.create_task_group() as group:
@@ -151,8 +157,9 @@ class SuggestionSocket:
                 await self.websocket.send_json(frame)
 
     async def _read(self, group: TaskGroup, send: MemoryObjectSendStream[Frame]) -> None:
+        idle = IdleTimer(self.idle_timeout_s)
         while True:
-            message = await receive_within(self.websocket, self.idle_timeout_s)
+            message = await idle.receive(self.websocket)
             if message is None:
                 self.closing = idle_close(self.idle_timeout_s)
                 return
@@ -167,6 +174,8 @@ class SuggestionSocket:
                 return
             try:
                 request = parse(text)
+                if isinstance(request, Suggest | Prime):
+                    idle.touch()  # only suggestion requests are activity
                 if isinstance(request, Suggest):
                     self._start(request, group, send)
                 elif isinstance(request, Prime):
@@ -307,7 +316,7 @@ async def suggestion_socket(websocket: WebSocket) -> None:
     tab = websocket.query_params.get("tab", "")
     socket = SuggestionSocket(websocket, document_id, account.username, tab if TAB_ID.match(tab) else "")
     sockets: LiveSockets = websocket.app.state.sockets
-    if not sockets.add(account.username, document_id, socket):
+    if not sockets.add(account.username, document_id, socket, account.session_hash):
         await too_many_sockets(websocket, account.username, sockets.per_user)
         return
     try:

@@ -76,5 +76,22 @@ def session_user(session: Session, id_hash: str) -> UserRead | None:
     return None if user is None else UserRead(username=user.username, is_admin=user.is_admin)
 
 
+SESSIONS_PER_QUERY = 500  # well under every database's limit on bound parameters
+
+
+def live_sessions(session: Session, id_hashes: set[str]) -> set[str]:
+    """Those of `id_hashes` that are still sessions (not ended, not expired)."""
+    now = utcnow()
+    wanted = sorted(id_hashes)
+    alive: set[str] = set()
+    for start in range(0, len(wanted), SESSIONS_PER_QUERY):
+        chunk = wanted[start : start + SESSIONS_PER_QUERY]
+        rows = session.exec(
+            select(AuthSession.id_hash, AuthSession.expires_at).where(col(AuthSession.id_hash).in_(chunk))
+        ).all()
+        alive.update(id_hash for id_hash, expires_at in rows if as_utc(expires_at) > now)
+    return alive
+
+
 def end_session(session: Session, id_hash: str) -> None:
     session.exec(delete(AuthSession).where(col(AuthSession.id_hash) == id_hash))

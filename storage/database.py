@@ -6,6 +6,7 @@ functions (`fn(session, ...)`) on a worker thread, one transaction each.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +58,18 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, record: ConnectionPoolEnt
     cursor.close()
 
 
+def create_private(path: Path) -> None:
+    """Make an empty SQLite file readable by its owner only (0600) before SQLite opens it; SQLite
+    gives its -wal and -shm files the same mode. A file that exists keeps its mode."""
+    if str(path) in ("", ":memory:"):
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
@@ -80,7 +93,7 @@ class Store:
 
     async def start(self) -> None:
         if self.url.startswith("sqlite:///"):
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            create_private(Path(self.url.removeprefix("sqlite:///")))
         engine = make_engine(self.url)
         await anyio.to_thread.run_sync(upgrade, engine)
         self._engine = engine

@@ -27,6 +27,9 @@ def settings() -> Settings:
     base = Settings.from_env(os.environ)
     if "COWRITE_DATA_DIR" not in os.environ:
         base = replace(base, data_dir=ROOT / "data")
+    if "COWRITE_ALLOWED_HOSTS" not in os.environ:
+        # Starlette's TestClient sends `Host: testserver`; a real uvicorn here is on 127.0.0.1
+        base = replace(base, allowed_hosts="testserver")
     return base
 
 
@@ -39,7 +42,9 @@ def loaded_model(settings: Settings) -> LoadedModel:
 def serve(app: Starlette) -> Iterator[str]:
     """A real uvicorn serving `app` on a free loopback port, in a thread; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # no proxy in front: X-Forwarded-For is not trusted, as `python -m server` does by default
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started or not thread.is_alive(), "uvicorn to start")

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def live(tmp_path: Any, settings: Settings, loaded_model: LoadedModel) -> Iterator[tuple[str, dict[str, str]]]:
+def live(
+    tmp_path: Any, settings: Settings, loaded_model: LoadedModel
+) -> Iterator[tuple[str, dict[str, str]]]:
     app = create_app(replace(settings, data_dir=tmp_path, database_url=None), loaded_model)
     with serve(app) as url, httpx.Client(base_url=url) as http:
         yield url, account(http, "alice")

@@ -94,9 +94,16 @@ def open_writer(
     username: str | None,
     settings: dict[str, Any] | None = None,
     viewport: dict[str, int] | None = None,
+    enforce_csp: bool = False,
 ) -> Writer:
-    """A fresh context; with a username, that account is signed up (the first one is the admin)."""
-    context = browser.new_context(base_url=base_url, viewport=viewport or {"width": 1200, "height": 800})
+    """A fresh context; with a username, that account is signed up (the first one is the admin).
+
+    Playwright's `wait_for_function` evaluates its predicate with `eval`, which the server's
+    Content-Security-Policy forbids, so the policy is bypassed unless `enforce_csp` (the test of
+    the policy itself, tests/e2e/test_headers.py, waits without `eval`)."""
+    context = browser.new_context(
+        base_url=base_url, viewport=viewport or {"width": 1200, "height": 800}, bypass_csp=not enforce_csp
+    )
     context.add_init_script(
         f"localStorage.setItem('cowrite.settings', {json.dumps(json.dumps(settings or GREEDY))})"
     )

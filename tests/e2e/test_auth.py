@@ -42,7 +42,7 @@ def test_the_first_visit_creates_the_admin_account_then_signs_out_and_in(visitor
     sign_in(page, "Ada", PASSWORD)
     page.wait_for_url(f"{base_url}/")
     page.get_by_test_id("empty").wait_for()
-    assert page.get_by_test_id("account-name").inner_text() == "ada"
+    expect(page.get_by_test_id("account-name")).to_have_text("ada")  # filled once the page asks who
 
     page.get_by_test_id("sign-out").click()
     page.wait_for_url(f"{base_url}/signin")
@@ -56,7 +56,7 @@ def test_the_first_visit_creates_the_admin_account_then_signs_out_and_in(visitor
     expect(page.get_by_test_id("auth-error")).to_have_text("Wrong username or password.")
     sign_in(page, "ada", PASSWORD)
     page.wait_for_url(f"{base_url}/")
-    assert page.get_by_test_id("account-name").inner_text() == "ada"
+    expect(page.get_by_test_id("account-name")).to_have_text("ada")  # filled once the page asks who
 
 
 def test_sign_in_returns_to_the_page_asked_for(browser: Any, base_url: str) -> None:

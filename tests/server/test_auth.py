@@ -7,11 +7,13 @@ import asyncio
 import io
 import sqlite3
 import stat
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -20,7 +22,8 @@ from server.app import create_app
 from server.auth import COOKIE, SECRET_FILE
 from server.settings import Settings
 from streaming.loader import LoadedModel
-from tests.accounts import PASSWORD, account
+from tests.accounts import PASSWORD, account, account_async
+from tests.conftest import serve
 
 ORIGIN = {"origin": "http://testserver"}
 
@@ -320,3 +323,60 @@ def test_password_hashing_runs_off_the_event_loop(
     change = {"current_password": PASSWORD, "new_password": "another passphrase"}
     assert anonymous.post("/api/auth/password", json=change).status_code == 204
     assert where == ["worker thread"] * 5
+
+
+# Simultaneous attempts, through a real uvicorn: each is counted before its password is hashed,
+# so no more than the limit can be answered for real while the first ones are still hashing.
+
+SIMULTANEOUS = 60
+
+
+async def all_at_once(url: str, path: str, bodies: list[dict[str, str]], cookie: str = "") -> Counter[int]:
+    """POST every body at once; how many got each status."""
+    headers = {"origin": url, **({"cookie": cookie} if cookie else {})}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
+        answers = await asyncio.gather(*(http.post(path, json=body) for body in bodies))
+    return Counter(answer.status_code for answer in answers)
+
+
+@pytest.mark.parametrize(
+    ("who", "limit"),
+    [("one account", "signin_attempts"), ("many accounts", "signin_attempts_per_address")],
+)
+async def test_simultaneous_wrong_sign_ins_cannot_pass_the_limit(
+    app_settings: Settings, loaded_model: LoadedModel, who: str, limit: str
+) -> None:
+    with serve(create_app(app_settings, loaded_model)) as url:
+        async with asyncio.timeout(240):
+            await all_at_once(url, "/api/auth/signup", [credentials()])
+            names = ["ann"] * SIMULTANEOUS if who == "one account" else [f"u{i}" for i in range(SIMULTANEOUS)]
+            guesses = [credentials(name, "not the password") for name in names]
+            answered = await all_at_once(url, "/api/auth/signin", guesses)
+            allowed = getattr(app_settings, limit)
+            assert answered == {401: allowed, 429: SIMULTANEOUS - allowed}
+            # the account stays locked against the right password too
+            right = await all_at_once(url, "/api/auth/signin", [credentials()])
+            assert right == {429: 1}
+
+
+async def test_simultaneous_wrong_password_changes_cannot_pass_the_limit(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    with serve(create_app(app_settings, loaded_model)) as url:
+        async with asyncio.timeout(240), httpx.AsyncClient(base_url=url) as http:
+            ann = await account_async(http, "ann")
+            change = {"current_password": "not it", "new_password": "a brand new passphrase"}
+            answered = await all_at_once(url, "/api/auth/password", [change] * SIMULTANEOUS, ann["cookie"])
+    allowed = app_settings.signin_attempts
+    assert answered == {403: allowed, 429: SIMULTANEOUS - allowed}
+
+
+async def test_simultaneous_sign_ups_cannot_pass_the_limit(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    tight = replace(app_settings, signups_per_address=5)
+    with serve(create_app(tight, loaded_model)) as url:
+        async with asyncio.timeout(240):
+            bodies = [credentials(f"new{i}") for i in range(SIMULTANEOUS)]
+            answered = await all_at_once(url, "/api/auth/signup", bodies)
+    assert answered == {201: 5, 429: SIMULTANEOUS - 5}

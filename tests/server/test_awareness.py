@@ -46,7 +46,9 @@ def new_socket(url: str, people: dict[str, dict[str, str]]) -> str:
     alice = people["alice"]
     document = httpx.post(f"{url}/api/documents", json={"title": "Presence"}, headers=alice).json()["id"]
     invite = {"username": "ed", "role": "editor"}
-    assert httpx.post(f"{url}/api/documents/{document}/members", json=invite, headers=alice).status_code == 201
+    assert (
+        httpx.post(f"{url}/api/documents/{document}/members", json=invite, headers=alice).status_code == 201
+    )
     return url.replace("http", "ws", 1) + f"/ws/doc/{document}"
 
 
@@ -61,7 +63,10 @@ def position(clock: int, tname: str = "content") -> dict[str, Any]:
 async def test_only_hex_colours_and_known_fields_reach_the_others(live: Any) -> None:
     url, people = live
     socket = new_socket(url, people)
-    async with YClient(socket, headers=people["alice"]) as watcher, YClient(socket, headers=people["ed"]) as ed:
+    async with (
+        YClient(socket, headers=people["alice"]) as watcher,
+        YClient(socket, headers=people["ed"]) as ed,
+    ):
         hostile = {
             "user": {
                 "name": "alice",
@@ -85,7 +90,9 @@ async def test_only_hex_colours_and_known_fields_reach_the_others(live: Any) -> 
         await watcher.wait_for(lambda c: c.awareness[ed.client_id].get("suggesting") is True)
         assert watcher.awareness[ed.client_id] == honest
         # y-codemirror's own colourLight, with an alpha channel, is dropped: it derives the same one
-        await ed.set_awareness({"user": {"name": "ed", "color": "#cc3333", "colorLight": "#cc333333"}}, clock=3)
+        await ed.set_awareness(
+            {"user": {"name": "ed", "color": "#cc3333", "colorLight": "#cc333333"}}, clock=3
+        )
         await watcher.wait_for(lambda c: c.awareness[ed.client_id]["user"].get("color") == "#cc3333")
         assert watcher.awareness[ed.client_id] == {"user": {"name": "ed", "color": "#cc3333"}}
 
@@ -94,7 +101,10 @@ async def test_a_connection_may_use_only_a_few_client_ids(live: Any) -> None:
     url, people = live
     socket = new_socket(url, people)
     limit = AwarenessLimits().ids_per_connection
-    async with YClient(socket, headers=people["alice"]) as watcher, YClient(socket, headers=people["ed"]) as ed:
+    async with (
+        YClient(socket, headers=people["alice"]) as watcher,
+        YClient(socket, headers=people["ed"]) as ed,
+    ):
         claimed = [10_000 + i for i in range(limit + 1)]
         for client_id in claimed[:limit]:
             await ed.send_raw(create_awareness_message(write_var_uint(1) + entry(client_id, 1, "{}")))
@@ -143,7 +153,10 @@ async def test_a_room_caps_the_bytes_of_all_its_presence(live: Any) -> None:
     url, people = live
     socket = new_socket(url, people)
     # each state is about 0.8 KiB after cleaning (two positions with long type names)
-    bulky = {"user": {"name": "x"}, "cursor": {"anchor": position(1, "t" * 256), "head": position(2, "t" * 256)}}
+    bulky = {
+        "user": {"name": "x"},
+        "cursor": {"anchor": position(1, "t" * 256), "head": position(2, "t" * 256)},
+    }
     async with YClient(socket, headers=people["alice"]) as watcher:
         writers = [YClient(socket, headers=people["ed"]) for _ in range(3)]
         try:
@@ -151,7 +164,9 @@ async def test_a_room_caps_the_bytes_of_all_its_presence(live: Any) -> None:
                 await writer.__aenter__()
             await writers[0].set_awareness(bulky, clock=1)
             await writers[1].set_awareness(bulky, clock=1)
-            await watcher.wait_for(lambda c: {writers[0].client_id, writers[1].client_id} <= c.awareness.keys())
+            await watcher.wait_for(
+                lambda c: {writers[0].client_id, writers[1].client_id} <= c.awareness.keys()
+            )
             await writers[2].set_awareness(bulky, clock=1)
             await writers[2].wait_for(lambda c: c.closed is not None)
             assert writers[2].closed == 1008

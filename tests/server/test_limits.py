@@ -3,22 +3,30 @@ user per minute, open sockets per user, and the idle timeout."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
+import httpx
 import pytest
+import websockets
+from pycrdt import create_awareness_message, write_message
 from starlette import status
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from server.app import create_app
+from server.collab import write_var_uint
 from server.errors import WS_4408_IDLE, WS_4429_TOO_MANY_SOCKETS
 from server.limits import AttemptLimiter, RateLimiter
 from server.settings import Settings
 from streaming.loader import LoadedModel
-from tests.accounts import account, sign_in_client
+from tests.accounts import account, account_async, sign_in_client
+from tests.conftest import serve
 
 
 @pytest.fixture
@@ -154,3 +162,59 @@ def test_the_limiters_count_and_forget_on_their_clock() -> None:
     assert rate.take("ann") == pytest.approx(1.0)
     now[0] += 1.0
     assert rate.take("ann") == 0.0 and rate.take("bob") == 0.0
+
+
+def test_an_attempt_is_reserved_before_it_is_made_and_can_be_released() -> None:
+    now = [0.0]
+    attempts = AttemptLimiter({"account": 2, "address": 3}, window_s=60, clock=lambda: now[0])
+    first = attempts.reserve("account:ann", "address:a")
+    second = attempts.reserve("account:ann", "address:a")
+    assert first is not None and second is not None
+    assert attempts.reserve("account:ann", "address:a") is None  # nothing counted when refused
+    assert attempts.retry_after("account:ann") == 60
+    attempts.release(second, "account:ann", "address:a")  # it succeeded after all
+    assert attempts.reserve("account:bob", "address:a") is not None
+    assert attempts.reserve("account:cy", "address:a") is not None  # the place released is free
+    assert attempts.reserve("account:dee", "address:a") is None  # the address's three are taken
+    now[0] = 61.0
+    attempts.release(first, "account:ann", "address:a")  # expired meanwhile: nothing to release
+    assert attempts.retry_after("account:ann", "address:a") == 0
+
+
+# Only edits and suggestion requests are activity: an open tab's awareness (renewed every few
+# seconds) or other chatter must not keep a socket past the idle timeout. Through a real uvicorn.
+
+CHATTER = {
+    # an awareness update for one client id (the cursor of a tab nobody types in)
+    "doc": lambda clock: create_awareness_message(
+        write_var_uint(1) + write_var_uint(7) + write_var_uint(clock) + write_message(b'{"user":{}}')
+    ),
+    # a cancel of nothing: answered with an error frame, not a suggestion request
+    "suggest": lambda clock: json.dumps({"v": 1, "type": "cancel", "id": f"none-{clock}"}),
+}
+
+
+@pytest.mark.parametrize("kind", ["doc", "suggest"])
+async def test_chatter_does_not_keep_a_socket_past_the_idle_timeout(
+    app_settings: Settings, loaded_model: LoadedModel, kind: str
+) -> None:
+    with serve(create_app(replace(app_settings, idle_timeout_s=1), loaded_model)) as url:
+        async with asyncio.timeout(60), httpx.AsyncClient(base_url=url) as http:
+            alice = await account_async(http, "alice")
+            document = (await http.post("/api/documents", json={"title": "Open tab"}, headers=alice)).json()
+            address = f"{url.replace('http', 'ws', 1)}/ws/{kind}/{document['id']}"
+            async with websockets.connect(address, additional_headers=alice) as socket:
+                closed = asyncio.create_task(drain(socket))
+                clock = 0
+                while not closed.done():  # chatter five times a second until the server closes
+                    clock += 1
+                    with contextlib.suppress(websockets.ConnectionClosed):
+                        await socket.send(CHATTER[kind](clock))
+                    await asyncio.wait([closed], timeout=0.2)
+    assert socket.close_code == WS_4408_IDLE
+
+
+async def drain(socket: Any) -> None:
+    with contextlib.suppress(websockets.ConnectionClosed):
+        while True:
+            await socket.recv()

@@ -270,7 +270,9 @@ def test_nobody_can_move_or_rename_someone_elses_cursor(live: Any, caplog: pytes
                 + write_message(forged)
             )
             await ed.send_raw(create_awareness_message(entry))
-            await ed.set_awareness({"user": {"name": "ed"}, "cursor": _cursor(2)}, clock=2)  # a marker after it
+            await ed.set_awareness(
+                {"user": {"name": "ed"}, "cursor": _cursor(2)}, clock=2
+            )  # a marker after it
             await watcher.wait_for(lambda c: c.awareness[ed.client_id].get("cursor") == _cursor(2))
             assert watcher.awareness[alice.client_id] == {"user": {"name": "alice"}, "cursor": _cursor(1)}
             # a state that is not a JSON object is malformed

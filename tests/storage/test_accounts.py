@@ -30,6 +30,17 @@ async def test_the_first_account_is_the_admin_and_names_are_unique(store: Store)
         await store.run(accounts.create_user, "bob", "another-hash")
 
 
+async def test_live_sessions_are_those_neither_ended_nor_expired(store: Store) -> None:
+    later, earlier = utcnow() + timedelta(days=1), utcnow() - timedelta(seconds=1)
+    await store.run(accounts.start_session, "open", "ann", later, "10.0.0.1", None)
+    await store.run(accounts.start_session, "expired", "ann", earlier, "10.0.0.1", None)
+    await store.run(accounts.start_session, "ended", "bob", later, "10.0.0.1", None)
+    await store.run(accounts.end_session, "ended")
+    many = {f"unknown{i}" for i in range(accounts.SESSIONS_PER_QUERY + 10)}  # more than one query
+    asked = {"open", "expired", "ended"} | many
+    assert await store.run(accounts.live_sessions, asked) == {"open"}
+
+
 async def test_sessions_expire_rotate_and_end_with_a_password_change(store: Store) -> None:
     later = utcnow() + timedelta(days=1)
     await store.run(accounts.start_session, "s1", "ann", later, "10.0.0.1", None)

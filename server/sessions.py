@@ -1,0 +1,62 @@
+"""Open sockets end with their session. Sign-out and password changes in this process close them at
+once (`server.auth`); `SessionWatch` finds the sessions that ended elsewhere (an admin's password
+reset from the shell, expiry) by checking the open sockets' sessions every few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+import anyio
+from anyio.abc import TaskGroup
+from sqlalchemy.exc import SQLAlchemyError
+
+from server.limits import LiveSockets
+from storage import accounts
+from storage.database import Store
+
+log = logging.getLogger(__name__)
+
+
+class SessionWatch:
+    """An async context manager whose task closes, every `interval_s`, the sockets of sessions that
+    no longer exist in the database or have expired."""
+
+    def __init__(self, sockets: LiveSockets, store: Store, interval_s: float) -> None:
+        self.sockets = sockets
+        self.store = store
+        self.interval_s = interval_s
+        self._group: TaskGroup | None = None
+
+    async def __aenter__(self) -> SessionWatch:
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        self._group.start_soon(self._watch)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._group is not None
+        self._group.cancel_scope.cancel()
+        await self._group.__aexit__(None, None, None)
+        self._group = None
+
+    async def check(self) -> None:
+        """Close the sockets whose session has ended."""
+        open_sessions = self.sockets.sessions()
+        if not open_sessions:
+            return
+        alive = await self.store.run(accounts.live_sessions, open_sessions)
+        for session in open_sessions - alive:
+            self.sockets.end_session(session)
+
+    async def _watch(self) -> None:
+        while True:
+            await anyio.sleep(self.interval_s)
+            try:
+                await self.check()
+            except SQLAlchemyError:
+                # the database is unavailable for now: the sockets are checked again next time
+                log.exception("could not check the open sockets' sessions; will retry")
