@@ -98,6 +98,59 @@ export function goToSignIn() {
   location.assign(authPath("signin"));
 }
 
+/** The account this page was opened for (see session.js), once known. */
+let pageAccount = "";
+/** When each socket last resumed after its session ended, so that a loop of 4401s cannot spin. */
+const lastResume = new Map();
+const RESUME_AGAIN_AFTER_MS = 10_000;
+
+/** @param {string} username */
+export function rememberAccount(username) {
+  pageAccount = username;
+}
+
+/** A request in flight that gives this browser a new session (a password change), if any. */
+let renewal = Promise.resolve();
+
+/**
+ * Note a request that replaces this browser's session: the server closes the old session's
+ * sockets (4401) before its answer brings the new cookie, so they wait for it (see below).
+ * @template T
+ * @param {Promise<T>} request
+ * @returns {Promise<T>}
+ */
+export function renewingSession(request) {
+  renewal = request.then(
+    () => undefined,
+    () => undefined,
+  );
+  return request;
+}
+
+/**
+ * A socket was closed (4401) because the session it was opened under ended. This browser may
+ * already hold a newer session of the same account (changing the password here gives it one at
+ * once, and ends the old one): then `resume` reopens the socket. Otherwise, sign in again.
+ * @param {string} socket which socket ("document", "suggestions")
+ * @param {() => void} resume
+ */
+export async function afterSessionEnded(socket, resume) {
+  await renewal;
+  let status = null;
+  try {
+    status = await callApi("GET", "/api/auth/status");
+  } catch {
+    status = null;
+  }
+  const same = status && status.user && pageAccount !== "" && status.user.username === pageAccount;
+  if (same && Date.now() - (lastResume.get(socket) || 0) > RESUME_AGAIN_AFTER_MS) {
+    lastResume.set(socket, Date.now());
+    resume();
+    return;
+  }
+  goToSignIn();
+}
+
 /** @param {string} id */
 export function documentPath(id) {
   return `/api/documents/${encodeURIComponent(id)}`;

@@ -12,7 +12,7 @@ import * as awarenessProtocol from "y-protocols/awareness";
 import * as syncProtocol from "y-protocols/sync";
 import { WebsocketProvider, messageAwareness, messageSync } from "y-websocket";
 import * as Y from "yjs";
-import { goToSignIn } from "./api.js";
+import { afterSessionEnded } from "./api.js";
 import { deleteDatabase } from "./localcopy.js";
 import { safeAwarenessUpdate } from "./presence.js";
 import {
@@ -240,7 +240,8 @@ export class SharedDocument {
         if (ending === "missing" || ending === "forbidden") this.dropLocalCopy();
         // After the provider has finished handling this close, before its reconnect timer fires.
         queueMicrotask(() => this.provider.disconnect());
-        if (code === CLOSE_UNAUTHENTICATED) goToSignIn();
+        // A password changed on this page rotates this browser's session: carry on under the new one.
+        if (code === CLOSE_UNAUTHENTICATED) afterSessionEnded("document", () => this.provider.connect());
       }
       // Any other close (the server restarting, an idle timeout) reconnects by itself.
       this.onChange();

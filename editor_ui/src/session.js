@@ -2,7 +2,7 @@
 // list and the editor page alike: the username, which opens the account panel (change the
 // password), and the "Sign out" button.
 
-import { ApiError, callApi, goToSignIn } from "./api.js";
+import { ApiError, callApi, goToSignIn, rememberAccount, renewingSession } from "./api.js";
 import { deleteLocalCopies } from "./localcopy.js";
 
 /** @typedef {{username: string, is_admin: boolean}} Account */
@@ -24,6 +24,7 @@ export async function signedInAccount() {
     goToSignIn();
     return new Promise(() => {});
   }
+  rememberAccount(status.user.username);
   return status.user;
 }
 
@@ -238,10 +239,12 @@ class PasswordPanel {
     this.save.disabled = true;
     this.form.setAttribute("aria-busy", "true");
     try {
-      await callApi("POST", "/api/auth/password", {
-        current_password: this.current.value,
-        new_password: this.fresh.value,
-      });
+      await renewingSession(
+        callApi("POST", "/api/auth/password", {
+          current_password: this.current.value,
+          new_password: this.fresh.value,
+        }),
+      );
     } catch (exc) {
       this.failed(exc);
       return;

@@ -1,7 +1,7 @@
 // A WebSocket that comes back: reconnects with growing, jittered delays and reports its state,
 // and knows the server's close codes after which retrying cannot help.
 
-import { goToSignIn } from "./api.js";
+import { afterSessionEnded } from "./api.js";
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15_000;
@@ -137,7 +137,10 @@ export class ReconnectingSocket {
         case CLOSE_UNAUTHENTICATED:
           this.stopped = true;
           this.setState("offline");
-          goToSignIn();
+          afterSessionEnded("suggestions", () => {
+            this.stopped = false;
+            this.open();
+          });
           return;
         case CLOSE_DOCUMENT_NOT_FOUND:
         case CLOSE_FORBIDDEN:

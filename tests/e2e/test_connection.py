@@ -4,6 +4,7 @@ shown, and nothing typed meanwhile is lost."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,7 +14,7 @@ from playwright.sync_api import expect
 from starlette.applications import Starlette
 
 from tests.conftest import serve, wait_until
-from tests.e2e.conftest import Writer, open_writer
+from tests.e2e.conftest import GREEDY, PASSWORD, Writer, open_writer
 from tests.e2e.faults import ClosingMiddleware, LoopThread, SocketCloser, StallingProxy
 
 pytestmark = pytest.mark.timeout(180)
@@ -213,5 +214,34 @@ def test_a_document_socket_closed_for_an_ended_session_goes_to_sign_in(
         page.keyboard.type("x")
         page.wait_for_url(f"{base_url}/signin?next=%2Fd%2F{doc_id}")
         page.get_by_test_id("auth-heading").filter(has_text="Sign in").wait_for()
+    finally:
+        ann.close()
+
+
+def test_changing_the_password_in_the_editor_keeps_writing_under_the_new_session(
+    browser: Any, base_url: str
+) -> None:
+    ann = open_writer(browser, base_url, "ann", {**GREEDY, "autoSuggest": False})
+    try:
+        page, doc_id = open_typed_document(ann, "Rotated", "Before. ")
+        page.wait_for_function("window.cowrite.state().connected")
+        page.get_by_test_id("account-button").click()
+        page.get_by_test_id("password-current").fill(PASSWORD)
+        page.get_by_test_id("password-new").fill("a brand new passphrase")
+        page.get_by_test_id("password-repeat").fill("a brand new passphrase")
+        # the old session's sockets are closed (4401); the page carries on under the new cookie
+        with page.expect_response(re.compile(r"/api/auth/password$")) as changed:
+            page.get_by_test_id("password-save").click()
+        assert changed.value.status == 204
+        expect(page.get_by_test_id("password-done")).to_be_visible()
+        page.wait_for_function("window.cowrite.state().synced && window.cowrite.state().connected")
+        page.locator(".cm-content").click()
+        page.keyboard.press("End")
+        page.keyboard.type("After.")
+        page.wait_for_function("window.cowrite.state().saved")
+        wait_until(
+            lambda: stored_text(ann, doc_id) == "Before. After.", "the edit after the change to be stored"
+        )
+        assert page.url == f"{base_url}/d/{doc_id}"
     finally:
         ann.close()
