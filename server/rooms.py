@@ -63,7 +63,7 @@ class Rooms:
         self._upkeep_scope.cancel()
         for room in list(self._rooms.values()):
             await self._close(room, force=True)
-        # every worker ends once its queue is done
+        self._group.cancel_scope.cancel()  # a worker still running belongs to a room dropped meanwhile
         await self._group.__aexit__(None, None, None)
         self._group = None
 
