@@ -177,7 +177,7 @@ class Room:
         self.log_entries = len(stored.updates)
         self.compacted = stored.compacted
         if not stored.updates and stored.text:
-            await self._replace(stored.text)
+            await self._replace(stored.text, within_limit=False)  # what it held already
         elif text != stored.text:
             log.info("document %s: its stored text lagged its log; saving it", self.document_id)
             self.text_dirty = True
@@ -438,12 +438,13 @@ class Room:
         DocumentTooLarge (nothing changed) past the document's limit; RoomClosed if not stored."""
         await self._serially(lambda: self._replace(new))
 
-    async def _replace(self, new: str) -> None:
+    async def _replace(self, new: str, within_limit: bool = True) -> None:
         old = await anyio.to_thread.run_sync(str, self.text)
         if old == new:
             return
         start, end_old, end_new = await anyio.to_thread.run_sync(changed_span, old, new)
-        await self._make_room_for(len(new[start:end_new].encode()) + EDIT_OVERHEAD)
+        if within_limit:
+            await self._make_room_for(len(new[start:end_new].encode()) + EDIT_OVERHEAD)
 
         def edit() -> bytes:
             # pycrdt counts positions in UTF-8 bytes

@@ -83,7 +83,10 @@ class Rooms:
                     self.document_limit,
                     on_broken=self._drop,
                 )
-                await room.load()
+                try:
+                    await room.load()
+                except RoomClosed as exc:  # seeding it from its text could not be stored
+                    raise DatabaseUnavailable("the document could not be loaded") from exc
                 self._rooms[document_id] = room
                 self._group.start_soon(room.worker.run)
             if not room.connections:  # its caller joins it now: not idle for a while yet
