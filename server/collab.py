@@ -465,14 +465,6 @@ class Room:
         for connection in self.connections:
             connection.send(message)
 
-    async def current_text(self) -> str:
-        """The text as it is now, after every change queued before."""
-
-        async def read() -> str:
-            return await anyio.to_thread.run_sync(str, self.text)
-
-        return await self._serially(read)
-
     async def save_text(self) -> None:
         """Store the plain text, if it changed since it was last stored."""
         await self._serially(self._save_text)
