@@ -4,24 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ExceptionHandler
+from starlette.websockets import WebSocket, WebSocketState
 
 from server import auth, collab, datadir, documents, pages, sharing, suggest
-from server.auth import PASSWORD_WORKERS, CookieSigner, SessionBackend, load_secret_key
+from server.access import close_quietly
+from server.auth import PASSWORD_WORKERS, CookieSigner, SessionBackend, SessionMiddleware, load_secret_key
 from server.completions import completions, models
-from server.errors import Forbidden, RequestTooLarge, Unauthenticated, api_error, not_found
+from server.errors import (
+    DATABASE_DOWN,
+    WS_1013_TRY_AGAIN_LATER,
+    Forbidden,
+    RequestTooLarge,
+    Unauthenticated,
+    api_error,
+    not_found,
+    unavailable,
+)
 from server.headers import SecurityHeaders
 from server.hosts import HostGuard, allowed_hosts
 from server.limits import AttemptLimiter, BodyLimit, LiveSockets, RateLimiter
 from server.origin import CsrfGuard
+from server.rooms import rooms_for
 from server.sessions import SessionWatch
 from server.settings import Settings
 from storage.database import Store
@@ -54,7 +68,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
             )
         engine = Engine(ModelRunner(model.model), model.tokenizer, engine_limits(settings))
         store = Store(settings.database)
-        rooms = collab.rooms_for(settings, store)
+        rooms = rooms_for(settings, store)
         app.state.engine = engine
         app.state.store = store
         app.state.rooms = rooms
@@ -83,7 +97,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         Middleware(HostGuard, allowed=allowed_hosts(settings)),
         Middleware(BodyLimit, limit=settings.request_limit_mb << 20),
         Middleware(CsrfGuard),
-        Middleware(AuthenticationMiddleware, backend=SessionBackend(signer)),
+        Middleware(SessionMiddleware, backend=SessionBackend(signer)),
     ]
     app = Starlette(
         routes=routes,
@@ -94,6 +108,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
             DocumentNotFound: document_not_found,
             Forbidden: forbidden,
             RequestTooLarge: too_large,
+            **{error: cast(ExceptionHandler, database_unavailable) for error in DATABASE_DOWN},
         },
     )
     app.state.settings = settings
@@ -110,6 +125,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
     return app
 
 
+log = logging.getLogger(__name__)
 SIGNIN_WINDOW_S = 15 * 60
 SIGNUP_WINDOW_S = 60 * 60
 
@@ -136,6 +152,19 @@ async def forbidden(request: Request, exc: Exception) -> Response:
 async def too_large(request: Request, exc: Exception) -> Response:
     limit = request.app.state.settings.request_limit_mb
     return api_error(413, "too_large", f"the request body is over {limit} MiB")
+
+
+async def database_unavailable(conn: Request | WebSocket, exc: Exception) -> Response | None:
+    """503 (or for a socket: its handshake denied with 503, or 1013 once accepted) while the
+    database cannot be reached; clients try again."""
+    log.warning("%s %s: the database is unavailable: %s", conn.scope["type"], conn.url.path, exc)
+    if not isinstance(conn, WebSocket):
+        return unavailable()
+    if conn.application_state == WebSocketState.CONNECTING:
+        await conn.send_denial_response(unavailable())
+    else:
+        await close_quietly(conn, WS_1013_TRY_AGAIN_LATER, "the database is unavailable; try again shortly")
+    return None
 
 
 async def healthz(request: Request) -> JSONResponse:

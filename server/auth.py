@@ -25,11 +25,22 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
-from server.errors import Unauthenticated, api_error, invalid, read_json
+from server.errors import (
+    DATABASE_DOWN,
+    DatabaseUnavailable,
+    Unauthenticated,
+    api_error,
+    invalid,
+    read_json,
+    unavailable,
+)
 from server.limits import AttemptLimiter, LiveSockets
 from server.settings import Settings
 from storage import accounts
@@ -37,6 +48,7 @@ from storage.accounts import UsernameTaken
 from storage.database import Store
 from storage.models import UserRead, utcnow
 
+log = logging.getLogger(__name__)
 audit = logging.getLogger("cowrite.audit")
 
 COOKIE = "cowrite_session"
@@ -152,10 +164,37 @@ class SessionBackend(AuthenticationBackend):
             return None
         store: Store = conn.app.state.store
         digest = session_hash(session_id)
-        user = await store.run(accounts.session_user, digest)
+        try:
+            user = await store.run(accounts.session_user, digest)
+        except DATABASE_DOWN as exc:
+            raise DatabaseUnavailable("the session could not be looked up") from exc
         if user is None:
             return None
         return AuthCredentials(["authenticated"]), Account(user, digest)
+
+
+class SessionMiddleware(AuthenticationMiddleware):
+    """Starlette's authentication with `SessionBackend`, answering 503 while the database is
+    unreachable (a JSON error, or a socket's handshake denied with it) rather than a 500."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, watched)
+        except DatabaseUnavailable:
+            if started:
+                raise
+            log.warning("refused %s %s: the database is unavailable", scope["type"], scope["path"])
+            if scope["type"] == "websocket":
+                await WebSocket(scope, receive, send).send_denial_response(unavailable())
+            else:
+                await unavailable()(scope, receive, send)
 
 
 def signed_in(conn: HTTPConnection) -> Account:

@@ -1,20 +1,25 @@
 """Live documents: `WS /ws/doc/{doc_id}` speaks the y-websocket sync and awareness protocol.
 
 Each open document is a `Room` holding the pycrdt document, its connections and their awareness.
-An update from a client is applied, appended to the document's update log in the database, and
-only then broadcast to the others and acknowledged to its sender (message type 100, carrying the
-server's state vector), so every acknowledged edit survives a crash. The plain text is kept in
-step beside the log, and the log is compacted into a snapshot on a schedule and when the room
-empties.
+Every change to the document runs on the room's worker, one at a time: an update from a client is
+measured (one too costly to apply, or that would make the document too large, is refused), applied
+on a worker thread, appended to the document's update log in the database, and only then broadcast
+to the others and acknowledged to its sender (message type 100, carrying the server's state
+vector), so every acknowledged edit survives a crash and a client that disconnects meanwhile cannot
+cut that step short. If the log cannot be written, the room is dropped and its clients reconnect
+(1013) and resend. The plain text is kept in step beside the log, and the log is compacted into a
+snapshot on a schedule and when the room empties (`server.rooms`).
 """
 
 from __future__ import annotations
 
 import logging
-from types import TracebackType
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
-from anyio.abc import TaskGroup
+import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pycrdt import (
     Doc,
@@ -34,13 +39,22 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.access import admit_socket, close_quietly, too_many_sockets
 from server.awareness import AwarenessLimits, AwarenessRefused, RoomPresence, write_var_uint
-from server.errors import WS_4403_FORBIDDEN, WS_4404_DOCUMENT_NOT_FOUND
+from server.errors import (
+    WS_1013_TRY_AGAIN_LATER,
+    WS_4403_FORBIDDEN,
+    WS_4404_DOCUMENT_NOT_FOUND,
+    WS_4413_DOCUMENT_TOO_LARGE,
+)
 from server.limits import SESSION_ENDED, IdleTimer, LiveSockets, idle_close
-from server.settings import Settings
+from server.serial import SerialWorker, WorkerClosed
+from server.yupdates import PartlyApplied, UpdateShape, UpdateTooCostly, apply_in_pieces, read_update
 from storage import collab
 from storage.database import Store
 from storage.documents import DocumentNotFound
 from storage.models import Role
+
+if TYPE_CHECKING:
+    from server.rooms import Rooms
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("cowrite.audit")
@@ -56,6 +70,27 @@ MESSAGE_ROLE_CHANGED = 102
 OUTBOX_SIZE = 1024
 TEXT_NAME = "content"
 EMPTY_UPDATE = b"\x00\x00"
+# what one update may cost: structs and delete ranges together, and time to apply (it is applied
+# in pieces; past the time the room is reloaded from its log and the update refused)
+UPDATE_OPS_LIMIT = 100_000
+UPDATE_TIME_LIMIT_S = 2.0
+# how much one struct or delete range may add to the encoded document (a split block), and an
+# edit of the server's own beyond its text, for the document's running size estimate
+GROWTH_PER_OP = 32
+EDIT_OVERHEAD = 64
+# a failed write of the log is retried after these pauses before the room gives up (1013)
+STORE_RETRY_DELAYS_S = (0.1, 0.4, 1.0)
+TRY_AGAIN = (WS_1013_TRY_AGAIN_LATER, "the document could not be saved; reconnect to send your changes again")
+T = TypeVar("T")
+
+
+class RoomClosed(Exception):
+    """The room takes no more changes: it was closed, or dropped because its log could not be
+    written (its clients reconnect to a fresh one)."""
+
+
+class DocumentTooLarge(Exception):
+    """The change would make the document larger than `COWRITE_DOCUMENT_LIMIT_MB`."""
 
 
 class Connection:
@@ -99,7 +134,8 @@ class Connection:
 
 
 class Room:
-    """One document while anyone has it open."""
+    """One document while anyone has it open. Its worker makes every change to `doc`, in order;
+    nothing else touches `doc` (pycrdt's calls run on worker threads, one at a time)."""
 
     def __init__(
         self,
@@ -107,29 +143,62 @@ class Room:
         store: Store,
         update_limit: int,
         idle_timeout_s: float,
+        size_limit: int = 16 << 20,
+        on_broken: Callable[[Room], None] | None = None,
         awareness_limits: AwarenessLimits | None = None,
     ) -> None:
         self.document_id = document_id
         self.store = store
         self.update_limit = update_limit
         self.idle_timeout_s = idle_timeout_s
+        self.size_limit = size_limit
+        self.on_broken = on_broken
         self.doc: Doc[Text] = Doc()
         self.text = self.doc.get(TEXT_NAME, type=Text)
         self.presence = RoomPresence(document_id, awareness_limits or AwarenessLimits())
         self.connections: set[Connection] = set()
-        self.lock = anyio.Lock()
+        self.worker = SerialWorker()
+        self.broken = False
         self.text_dirty = False
         self.log_entries = 0
+        self.compacted = False  # the log is one snapshot, taken after the text was saved
+        self.size = 0  # the encoded document's size in bytes, as last measured plus an estimate since
+        self.size_measured = True  # no change since `size` was measured
         self.empty_since: float | None = None
 
     async def load(self) -> None:
-        """Replay the log; a document from before co-editing is seeded from its stored text."""
-        updates, stored_text = await self.store.run(collab.load_updates, self.document_id)
-        for update in updates:
-            self.doc.apply_update(update)
-        self.log_entries = len(updates)
-        if not updates and stored_text:
-            await self.replace_text(stored_text)
+        """Replay the log (before the worker starts); a document from before co-editing is seeded
+        from its stored text, and a stored text that lags the log (after a crash) is saved."""
+        stored = await self.store.run(collab.load_updates, self.document_id)
+
+        def replay() -> tuple[str, int]:
+            for update in stored.updates:
+                self.doc.apply_update(update)
+            return str(self.text), len(self.doc.get_update())
+
+        text, self.size = await anyio.to_thread.run_sync(replay)
+        self.log_entries = len(stored.updates)
+        self.compacted = stored.compacted
+        if not stored.updates and stored.text:
+            await self._replace(stored.text, within_limit=False)  # what it held already
+        elif text != stored.text:
+            log.info("document %s: its stored text lagged its log; saving it", self.document_id)
+            self.text_dirty = True
+            await self._save_text()
+
+    async def _serially(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` on the room's worker, after every change queued before it; a caller that is
+        cancelled meanwhile does not cancel it. RoomClosed once the room takes no more changes."""
+
+        async def guarded() -> T:
+            if self.broken:
+                raise RoomClosed(self.document_id)
+            return await work()
+
+        try:
+            return await self.worker.call(guarded)
+        except WorkerClosed:
+            raise RoomClosed(self.document_id) from None
 
     # clients
 
@@ -150,17 +219,22 @@ class Room:
             self.connections.add(connection)
             self.empty_since = None
             try:
-                connection.send(create_sync_message(self.doc))
+                await self._serially(lambda: self._greet(connection))
                 states = self.presence.snapshot()
                 if states is not None:
                     connection.send(create_awareness_message(states))
                 await self._read(websocket, connection)
+            except RoomClosed:
+                connection.closing = connection.closing or TRY_AGAIN
             finally:
                 self.connections.discard(connection)
                 self._forget_awareness(connection)
                 if not self.connections:
                     self.empty_since = anyio.current_time()
                 group.cancel_scope.cancel()
+
+    async def _greet(self, connection: Connection) -> None:
+        connection.send(create_sync_message(self.doc))
 
     async def _read(self, websocket: WebSocket, connection: Connection) -> None:
         idle = IdleTimer(self.idle_timeout_s)
@@ -189,7 +263,13 @@ class Room:
                 )
                 connection.closing = (status.WS_1008_POLICY_VIOLATION, str(exc))
                 return
-            except (ValueError, IndexError, AssertionError, RuntimeError) as exc:
+            except (UpdateTooCostly, DocumentTooLarge) as exc:
+                audit.warning(
+                    "refused an update from %s on document %s: %s", connection.username, self.document_id, exc
+                )
+                connection.closing = (WS_4413_DOCUMENT_TOO_LARGE, str(exc))
+                return
+            except (ValueError, IndexError, AssertionError, RuntimeError, PartlyApplied) as exc:
                 # pycrdt's decoder raises RuntimeError("Y protocol error") on a truncated message
                 log.warning("malformed message on document %s: %s", self.document_id, exc)
                 connection.closing = (status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, "malformed message")
@@ -203,7 +283,7 @@ class Room:
             step = message[1]
             payload = read_message(message[2:])
             if step == YSyncMessageType.SYNC_STEP1:
-                reply = self.doc.get_update(payload)
+                reply = await self._serially(lambda: self._missing_from(payload))
                 connection.send(
                     bytes([YMessageType.SYNC, YSyncMessageType.SYNC_STEP2]) + write_message(reply)
                 )
@@ -224,13 +304,26 @@ class Room:
         else:
             raise ValueError(f"unknown message type {kind}")
 
+    async def _missing_from(self, state: bytes) -> bytes:
+        """What a client with state vector `state` lacks (encoded on a worker thread)."""
+        return await anyio.to_thread.run_sync(self.doc.get_update, state)
+
     async def receive_update(self, update: bytes, sender: Connection | None) -> None:
-        """Apply, store, then broadcast and acknowledge one update."""
+        """Measure, apply, store, then broadcast and acknowledge one update, as one step on the
+        room's worker. Raises UpdateTooCostly or DocumentTooLarge (refused: nothing applied or
+        stored), ValueError (malformed: nothing applied), RoomClosed (not stored: the room is
+        dropped and its clients told to reconnect)."""
+        await self._serially(lambda: self._integrate(update, sender))
+
+    async def _integrate(self, update: bytes, sender: Connection | None) -> None:
         if update != EMPTY_UPDATE:
-            async with self.lock:
-                self.doc.apply_update(update)  # raises on a malformed update: nothing is stored
-                self.log_entries = await self.store.run(collab.append_update, self.document_id, update)
-                self.text_dirty = True
+            shape = await anyio.to_thread.run_sync(read_update, update, UPDATE_OPS_LIMIT)
+            cost = len(update) + GROWTH_PER_OP * shape.ops
+            await self._make_room_for(cost)
+            await self._apply(update, shape, sender)
+            self.size += cost
+            self.size_measured = False
+            await self._append(update, sender)
             message = create_update_message(update)
             for other in self.connections:
                 if other is not sender:
@@ -239,6 +332,63 @@ class Room:
             sender.updates_received += 1
             ack = bytes([MESSAGE_SAVED]) + write_message(self.doc.get_state())
             sender.send(ack + write_var_uint(sender.updates_received))
+
+    async def _make_room_for(self, cost: int) -> None:
+        """DocumentTooLarge unless the document stays within its limit after growing by `cost`
+        bytes. The running estimate overcounts (a deletion sent again costs nothing), so it is
+        measured again before anything is refused."""
+        if self.size + cost > self.size_limit and not self.size_measured:
+            self.size = len(await anyio.to_thread.run_sync(self.doc.get_update))
+            self.size_measured = True
+        if self.size + cost > self.size_limit:
+            limit_mb = self.size_limit / (1 << 20)
+            raise DocumentTooLarge(f"the document would grow past its limit of {limit_mb:g} MiB")
+
+    async def _apply(self, update: bytes, shape: UpdateShape, sender: Connection | None) -> None:
+        deadline = time.monotonic() + UPDATE_TIME_LIMIT_S
+        try:
+            await anyio.to_thread.run_sync(apply_in_pieces, self.doc, update, shape, deadline)
+        except UpdateTooCostly as exc:
+            if exc.partly_applied:
+                self._break(sender, (WS_4413_DOCUMENT_TOO_LARGE, str(exc)))
+            raise
+        except PartlyApplied:
+            self._break(sender, (status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, "malformed message"))
+            raise
+
+    async def _append(self, update: bytes, sender: Connection | None) -> None:
+        """Append an applied update to the log, retrying a failed write briefly; if it still fails,
+        the room is dropped (RoomClosed): its document holds what the log does not."""
+        for delay in (*STORE_RETRY_DELAYS_S, None):
+            try:
+                self.log_entries = await self.store.run(collab.append_update, self.document_id, update)
+            except SQLAlchemyError as exc:
+                if delay is None:
+                    log.error("could not store an update of document %s: %s", self.document_id, exc)
+                    self._break(sender, None)
+                    raise RoomClosed(self.document_id) from exc
+                log.warning("could not store an update of document %s (%s); retrying", self.document_id, exc)
+                await anyio.sleep(delay)
+            else:
+                self.text_dirty = True
+                self.compacted = False
+                return
+
+    def _break(self, sender: Connection | None, sender_close: tuple[int, str] | None) -> None:
+        """The document in memory holds what its log does not (a write failed, or an update went
+        in only in part): drop the room, so that the next client reloads it from the log, and
+        close every connection; clients reconnect (1013) and their sync resends what the log lacks.
+        What was queued for them before (stored updates, acknowledgements) is still sent."""
+        self.broken = True
+        self.worker.close()
+        if self.on_broken is not None:
+            self.on_broken(self)
+        for connection in list(self.connections):
+            if connection is sender and sender_close is not None:
+                connection.closing = sender_close
+            else:
+                connection.closing = connection.closing or TRY_AGAIN
+            connection.outbox.close()
 
     def _reject(self, connection: Connection, size: int) -> None:
         """A viewer's update: nothing of it is applied, stored or passed on."""
@@ -264,143 +414,83 @@ class Room:
     # the server's own edits (API clients, restores) and upkeep
 
     async def replace_text(self, new: str) -> None:
-        """Change the text to `new` as one edit (only the part that differs), stored and broadcast."""
-        old = str(self.text)
+        """Change the text to `new` as one edit (only the part that differs), stored and broadcast.
+        DocumentTooLarge (nothing changed) past the document's limit; RoomClosed if not stored."""
+        await self._serially(lambda: self._replace(new))
+
+    async def _replace(self, new: str, within_limit: bool = True) -> None:
+        old = await anyio.to_thread.run_sync(str, self.text)
         if old == new:
             return
-        start = 0
-        while start < min(len(old), len(new)) and old[start] == new[start]:
-            start += 1
-        end_old, end_new = len(old), len(new)
-        while end_old > start and end_new > start and old[end_old - 1] == new[end_new - 1]:
-            end_old, end_new = end_old - 1, end_new - 1
-        # pycrdt counts positions in UTF-8 bytes
-        at, old_end = len(old[:start].encode()), len(old[:end_old].encode())
-        before = self.doc.get_state()
-        with self.doc.transaction(origin="server"):
-            if old_end > at:
-                del self.text[at:old_end]
-            if end_new > start:
-                self.text.insert(at, new[start:end_new])
-        update = self.doc.get_update(before)
-        async with self.lock:
-            self.log_entries = await self.store.run(collab.append_update, self.document_id, update)
-            self.text_dirty = True
+        start, end_old, end_new = await anyio.to_thread.run_sync(changed_span, old, new)
+        if within_limit:
+            await self._make_room_for(len(new[start:end_new].encode()) + EDIT_OVERHEAD)
+
+        def edit() -> bytes:
+            # pycrdt counts positions in UTF-8 bytes
+            at, old_end = len(old[:start].encode()), len(old[:end_old].encode())
+            before = self.doc.get_state()
+            with self.doc.transaction(origin="server"):
+                if old_end > at:
+                    del self.text[at:old_end]
+                if end_new > start:
+                    self.text.insert(at, new[start:end_new])
+            return self.doc.get_update(before)
+
+        update = await anyio.to_thread.run_sync(edit)
+        self.size += len(update) + EDIT_OVERHEAD
+        self.size_measured = False
+        await self._append(update, None)
         message = create_update_message(update)
         for connection in self.connections:
             connection.send(message)
 
     async def save_text(self) -> None:
+        """Store the plain text, if it changed since it was last stored."""
+        await self._serially(self._save_text)
+
+    async def _save_text(self) -> None:
         if self.text_dirty:
+            text = await anyio.to_thread.run_sync(str, self.text)
             self.text_dirty = False
-            await self.store.run(collab.save_text, self.document_id, str(self.text))
+            try:
+                await self.store.run(collab.save_text, self.document_id, text)
+            except BaseException:
+                self.text_dirty = True  # saved on the next try
+                raise
 
     async def compact(self) -> None:
-        """Fold the log into one snapshot of the current state."""
-        async with self.lock:
-            if self.log_entries <= 1:
-                return
-            upto = await self.store.run(collab.last_update_id, self.document_id)
-            await self.store.run(collab.compact, self.document_id, self.doc.get_update(), upto)
-            self.log_entries = 1
+        """Save the text, then fold the log into one snapshot of the current state."""
+        await self._serially(self._compact)
+
+    async def _compact(self) -> None:
+        await self._save_text()  # first, so a snapshot never stands for edits the text lacks
+        if self.compacted or self.log_entries == 0:
+            return
+        snapshot = await anyio.to_thread.run_sync(self.doc.get_update)
+        upto = await self.store.run(collab.last_update_id, self.document_id)
+        await self.store.run(collab.compact, self.document_id, snapshot, upto)
+        self.log_entries, self.compacted = 1, True
+        self.size, self.size_measured = len(snapshot), True
+
+    async def close(self) -> None:
+        """Save the text and fold the log, then stop the worker (once what is queued is done)."""
+        try:
+            await self._serially(self._compact)
+        finally:
+            self.worker.close()
 
 
-class Rooms:
-    """The open rooms; an async context manager whose task keeps texts saved and logs compact."""
-
-    def __init__(
-        self,
-        store: Store,
-        save_every_s: float = 1.0,
-        compact_after_entries: int = 500,
-        close_after_idle_s: float = 10.0,
-        update_limit: int = 4 << 20,
-        idle_timeout_s: float = 600.0,
-        awareness_limits: AwarenessLimits | None = None,
-    ) -> None:
-        self.store = store
-        self.update_limit = update_limit
-        self.awareness_limits = awareness_limits or AwarenessLimits()
-        self.idle_timeout_s = idle_timeout_s
-        self.save_every_s = save_every_s
-        self.compact_after_entries = compact_after_entries
-        self.close_after_idle_s = close_after_idle_s
-        self._rooms: dict[str, Room] = {}
-        self._opening = anyio.Lock()
-        self._group: TaskGroup | None = None
-
-    async def __aenter__(self) -> Rooms:
-        self._group = anyio.create_task_group()
-        await self._group.__aenter__()
-        self._group.start_soon(self._upkeep)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._group is not None
-        self._group.cancel_scope.cancel()
-        await self._group.__aexit__(None, None, None)
-        self._group = None
-        for room in list(self._rooms.values()):
-            await self._close(room)
-
-    async def open(self, document_id: str) -> Room:
-        """The room for a document, loading it first if nobody has it open. Who may join it is
-        checked before (`server.access`), per connection."""
-        if self._group is None:
-            raise RuntimeError("rooms not started; enter `async with rooms:` first")
-        async with self._opening:
-            room = self._rooms.get(document_id)
-            if room is None:
-                room = Room(
-                    document_id, self.store, self.update_limit, self.idle_timeout_s, self.awareness_limits
-                )
-                await room.load()
-                self._rooms[document_id] = room
-            return room
-
-    def get(self, document_id: str) -> Room | None:
-        return self._rooms.get(document_id)
-
-    async def set_text(self, document_id: str, text: str) -> None:
-        """An edit from outside any client (the HTTP API, a restore), made through the CRDT."""
-        room = await self.open(document_id)
-        await room.replace_text(text)
-        await room.save_text()
-        if not room.connections:
-            room.empty_since = room.empty_since or anyio.current_time()
-
-    async def forget(self, document_id: str) -> None:
-        """Drop a deleted document's room, disconnecting its clients."""
-        room = self._rooms.pop(document_id, None)
-        if room is not None:
-            for connection in list(room.connections):
-                connection.outbox.close()
-
-    async def _upkeep(self) -> None:
-        while True:
-            await anyio.sleep(self.save_every_s)
-            now = anyio.current_time()
-            for room in list(self._rooms.values()):
-                try:
-                    await room.save_text()
-                    if room.log_entries > self.compact_after_entries:
-                        await room.compact()
-                    idle = room.empty_since is not None and now - room.empty_since >= self.close_after_idle_s
-                    if idle and not room.connections:
-                        await self._close(room)
-                except DocumentNotFound:
-                    self._rooms.pop(room.document_id, None)
-                except SQLAlchemyError:
-                    # the database is unavailable for now: the log and the text catch up next time
-                    log.exception("could not save document %s; will retry", room.document_id)
-
-    async def _close(self, room: Room) -> None:
-        await room.save_text()
-        await room.compact()
-        if self._rooms.get(room.document_id) is room:
-            del self._rooms[room.document_id]
+def changed_span(old: str, new: str) -> tuple[int, int, int]:
+    """(start, end in old, end in new) of the part of `old` that `new` replaces."""
+    start = 0
+    limit = min(len(old), len(new))
+    while start < limit and old[start] == new[start]:
+        start += 1
+    end_old, end_new = len(old), len(new)
+    while end_old > start and end_new > start and old[end_old - 1] == new[end_new - 1]:
+        end_old, end_new = end_old - 1, end_new - 1
+    return start, end_old, end_new
 
 
 async def document_socket(websocket: WebSocket) -> None:
@@ -430,19 +520,6 @@ async def document_socket(websocket: WebSocket) -> None:
         sockets.remove(account.username, connection)
     if connection.closing is not None:
         await close_quietly(websocket, *connection.closing)
-
-
-def rooms_for(settings: Settings, store: Store) -> Rooms:
-    return Rooms(
-        store,
-        update_limit=settings.update_limit_mb << 20,
-        idle_timeout_s=settings.idle_timeout_s,
-        awareness_limits=AwarenessLimits(
-            ids_per_connection=settings.awareness_ids_per_connection,
-            state_bytes=settings.awareness_state_limit_kb << 10,
-            room_bytes=settings.awareness_room_limit_kb << 10,
-        ),
-    )
 
 
 routes = [WebSocketRoute("/ws/doc/{doc_id}", document_socket)]

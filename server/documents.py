@@ -15,9 +15,10 @@ from starlette.routing import Route
 
 from server.access import authorize
 from server.auth import signed_in
-from server.collab import Rooms
-from server.errors import invalid, not_found, read_json
+from server.collab import DocumentTooLarge
+from server.errors import api_error, invalid, not_found, read_json
 from server.limits import LiveSockets
+from server.rooms import Rooms
 from storage import documents, suggestions
 from storage.database import Store
 from storage.documents import DocumentNotFound
@@ -57,10 +58,10 @@ async def create_document(request: Request) -> Response:
 
 
 async def read_document(request: Request) -> Response:
-    account, _ = await authorize(request, request.path_params["doc_id"], Role.VIEWER)
-    document = await _store(request).run(
-        documents.get_document, request.path_params["doc_id"], account.username
-    )
+    document_id = request.path_params["doc_id"]
+    account, _ = await authorize(request, document_id, Role.VIEWER)
+    await _rooms(request).flush_text(document_id)  # the text is the live document's, to the last edit
+    document = await _store(request).run(documents.get_document, document_id, account.username)
     return _json(document)
 
 
@@ -75,7 +76,10 @@ async def update_document(request: Request) -> Response:
     if changes.title is not None:
         await _store(request).run(documents.rename_document, document_id, account.username, changes.title)
     if changes.text is not None:
-        await _rooms(request).set_text(document_id, changes.text)
+        try:
+            await _rooms(request).set_text(document_id, changes.text)
+        except DocumentTooLarge as exc:
+            return api_error(413, "too_large", str(exc))
     document = await _store(request).run(documents.get_document, document_id, account.username)
     return _json(document)
 
@@ -91,10 +95,10 @@ async def delete_document(request: Request) -> Response:
 
 
 async def export_markdown(request: Request) -> Response:
-    account, _ = await authorize(request, request.path_params["doc_id"], Role.VIEWER)
-    document = await _store(request).run(
-        documents.get_document, request.path_params["doc_id"], account.username
-    )
+    document_id = request.path_params["doc_id"]
+    account, _ = await authorize(request, document_id, Role.VIEWER)
+    await _rooms(request).flush_text(document_id)
+    document = await _store(request).run(documents.get_document, document_id, account.username)
     slug = re.sub(r"[^a-z0-9]+", "-", document.title.lower()).strip("-") or "document"
     body = f"# {document.title}\n\n{document.text}"
     if not body.endswith("\n"):
@@ -123,7 +127,10 @@ async def restore_revision(request: Request) -> Response:
         )
     except DocumentNotFound:
         return not_found("revision")
-    await _rooms(request).set_text(document_id, text)
+    try:
+        await _rooms(request).set_text(document_id, text)
+    except DocumentTooLarge as exc:
+        return api_error(413, "too_large", str(exc))
     document = await _store(request).run(documents.get_document, document_id, account.username)
     return _json(document)
 

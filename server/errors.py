@@ -6,14 +6,18 @@ import json
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 # close codes of both sockets, beyond the standard ones (docs/protocol.md)
+WS_1013_TRY_AGAIN_LATER = 1013  # standard: the server cannot store now; reconnect and resend
 WS_4401_UNAUTHENTICATED = 4401
 WS_4403_FORBIDDEN = 4403
 WS_4404_DOCUMENT_NOT_FOUND = 4404
 WS_4408_IDLE = 4408
+WS_4413_DOCUMENT_TOO_LARGE = 4413
 WS_4429_TOO_MANY_SOCKETS = 4429
 
 
@@ -33,8 +37,23 @@ class RequestTooLarge(Exception):
     """The request body is larger than the limit."""
 
 
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached for now (503; a document socket closes with 1013)."""
+
+
+# SQLAlchemy's errors for a database that is down or unreachable, as opposed to a bad query
+DATABASE_DOWN = (OperationalError, InterfaceError, SqlTimeoutError, DatabaseUnavailable)
+RETRY_AFTER_S = 5
+
+
 def api_error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def unavailable() -> JSONResponse:
+    response = api_error(503, "unavailable", "the database is unavailable; try again shortly")
+    response.headers["retry-after"] = str(RETRY_AFTER_S)
+    return response
 
 
 def not_found(what: str = "document") -> JSONResponse:

@@ -45,6 +45,7 @@ class Settings:
     request_limit_mb: int = 8  # HTTP request bodies
     frame_limit_kb: int = 64  # suggestion socket frames
     update_limit_mb: int = 4  # document socket frames (one CRDT update)
+    document_limit_mb: int = 16  # one document's encoded CRDT state, history of deletions included
     suggestions_per_minute: int = 120  # per user, all sockets together
     sockets_per_user: int = 20  # open sockets of both kinds, per user
     idle_timeout_s: int = 600  # a socket that sends nothing for this long is closed

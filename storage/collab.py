@@ -6,6 +6,8 @@ one snapshot (the merged state) and keeps the text as a revision, so restoring s
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
@@ -28,16 +30,36 @@ def count_updates(session: Session, document_id: str) -> int:
     )
 
 
-def load_updates(session: Session, document_id: str) -> tuple[list[bytes], str]:
+class StoredLog(NamedTuple):
+    updates: list[bytes]  # in order
+    text: str  # the stored plain text
+    compacted: bool  # the log is one snapshot, written after the text was saved
+
+
+def load_updates(session: Session, document_id: str) -> StoredLog:
     """The document's log in order, and its stored text (to seed a document that has no log yet).
     Who may open it is decided before, in `server/`."""
     document = session.get(Document, document_id)
     if document is None:
         raise DocumentNotFound(document_id)
     rows = session.exec(
-        select(CrdtUpdate.data).where(CrdtUpdate.document_id == document_id).order_by(col(CrdtUpdate.id))
+        select(CrdtUpdate.data, CrdtUpdate.snapshot)
+        .where(CrdtUpdate.document_id == document_id)
+        .order_by(col(CrdtUpdate.id))
     ).all()
-    return [bytes(r) for r in rows], document.text
+    return StoredLog([bytes(data) for data, _ in rows], document.text, len(rows) == 1 and rows[0][1])
+
+
+def text_may_be_stale(session: Session, document_id: str) -> bool:
+    """Whether the log may hold edits the stored text lacks: its newest entry is not a snapshot.
+    A room saves the text before it folds the log, so only a crash (or an outage) leaves that."""
+    newest = session.exec(
+        select(CrdtUpdate.snapshot)
+        .where(CrdtUpdate.document_id == document_id)
+        .order_by(col(CrdtUpdate.id).desc())
+        .limit(1)
+    ).first()
+    return newest is not None and not newest
 
 
 def compact(session: Session, document_id: str, snapshot: bytes, upto_id: int | None) -> None:

@@ -16,6 +16,7 @@ import websockets
 from pycrdt import (
     Decoder,
     Doc,
+    Subscription,
     Text,
     TransactionEvent,
     YMessageType,
@@ -36,17 +37,22 @@ def decode_state_vector(state: bytes) -> dict[int, int]:
 
 
 class YClient:
-    """One collaborator: `text` is its view of the document; edit it inside `edit()`."""
+    """One collaborator: `text` is its view of the document; edit it inside `edit()`.
+
+    Pass the `doc` of an earlier, closed client to reconnect with its copy of the document, as a
+    browser tab does: the sync then sends the server whatever it lacks.
+    """
 
     def __init__(
         self,
         url: str,
         on_update: Callable[[YClient], None] | None = None,
         headers: dict[str, str] | None = None,
+        doc: Doc[Text] | None = None,
     ) -> None:
         self.url = url
         self.headers = headers or {}
-        self.doc: Doc[Text] = Doc()
+        self.doc: Doc[Text] = doc if doc is not None else Doc()
         self.text = self.doc.get("content", type=Text)
         self.server_state: dict[int, int] = {}
         self.awareness: dict[int, Any] = {}
@@ -54,6 +60,7 @@ class YClient:
         self.changed = asyncio.Event()
         self.on_update = on_update
         self.closed: int | None = None
+        self.close_reason = ""
         self._applying = False
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.updates_sent = 0
@@ -62,10 +69,11 @@ class YClient:
         self.updates_acknowledged = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._socket: Any = None
+        self._subscription: Subscription | None = None
 
     async def __aenter__(self) -> YClient:
         self._socket = await websockets.connect(self.url, max_size=2**24, additional_headers=self.headers)
-        self.doc.observe(self._local_update)
+        self._subscription = self.doc.observe(self._local_update)
         try:
             await self._socket.send(create_sync_message(self.doc))
         except websockets.ConnectionClosed:
@@ -76,6 +84,9 @@ class YClient:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._subscription is not None:
+            self.doc.unobserve(self._subscription)
+            self._subscription = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -136,6 +147,7 @@ class YClient:
             pass
         finally:
             self.closed = self._socket.close_code or 1006
+            self.close_reason = self._socket.close_reason or ""
             self.changed.set()
 
     def _handle(self, message: bytes) -> None:

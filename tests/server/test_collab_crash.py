@@ -66,3 +66,44 @@ async def test_no_acknowledged_update_is_lost_to_sigkill(tmp_path: Path) -> None
         if server.poll() is None:
             server.terminate()
             server.wait(timeout=30)
+
+
+async def test_after_a_crash_the_api_and_the_export_show_every_acknowledged_edit(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(port, tmp_path)
+    try:
+        await wait_ready(url, server)
+        async with httpx.AsyncClient(base_url=url) as http:
+            as_ann = await account_async(http, "ann")
+            created = await http.post("/api/documents", json={"title": "Crash"}, headers=as_ann)
+            document = created.json()["id"]
+        socket = url.replace("http", "ws", 1) + f"/ws/doc/{document}"
+        async with YClient(socket, headers=as_ann) as ann:
+            await asyncio.wait_for(ann.synced.wait(), 10)
+            for i in range(30):
+                ann.text.insert(len(str(ann.text).encode()), f"word{i} ")
+                await asyncio.sleep(0.01)
+            if len(str(ann.text)) > 20:  # and a deletion, which the text must show too
+                del ann.text[0:7]
+            await ann.wait_saved()
+            # the text is saved beside the log once a second: the last edits are in the log only
+            os.kill(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+            written = str(ann.text)
+
+        server = start_server(port, tmp_path)
+        await wait_ready(url, server)
+        async with httpx.AsyncClient(base_url=url, headers=as_ann) as http:
+            text = (await http.get(f"/api/documents/{document}")).json()["text"]
+            exported = (await http.get(f"/api/documents/{document}/export.md")).text
+        async with YClient(socket, headers=as_ann) as reader:
+            await asyncio.wait_for(reader.synced.wait(), 10)
+            live = str(reader.text)
+        assert live == written
+        assert text == written, "the API's text lags the document"
+        assert exported == f"# Crash\n\n{written}\n"
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)

@@ -1,0 +1,195 @@
+"""The open rooms: loading a document into a room, edits from outside any client, and upkeep.
+
+`Rooms` is entered in the app's lifespan. Its task group runs each room's worker and one upkeep
+task that keeps texts saved and logs compact, and closes rooms nobody has had open for a while.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+import anyio
+from anyio.abc import TaskGroup
+from sqlalchemy.exc import SQLAlchemyError
+
+from server.awareness import AwarenessLimits
+from server.collab import Room, RoomClosed
+from server.errors import DatabaseUnavailable
+from server.settings import Settings
+from storage import collab
+from storage.database import Store
+from storage.documents import DocumentNotFound
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 2  # a room closed under a caller (idle, or dropped) is opened again once
+
+
+class Rooms:
+    """The open rooms; an async context manager whose tasks run them."""
+
+    def __init__(
+        self,
+        store: Store,
+        save_every_s: float = 1.0,
+        compact_after_entries: int = 500,
+        close_after_idle_s: float = 10.0,
+        update_limit: int = 4 << 20,
+        idle_timeout_s: float = 600.0,
+        document_limit: int = 16 << 20,
+        awareness_limits: AwarenessLimits | None = None,
+    ) -> None:
+        self.store = store
+        self.awareness_limits = awareness_limits or AwarenessLimits()
+        self.update_limit = update_limit
+        self.idle_timeout_s = idle_timeout_s
+        self.document_limit = document_limit
+        self.save_every_s = save_every_s
+        self.compact_after_entries = compact_after_entries
+        self.close_after_idle_s = close_after_idle_s
+        self._rooms: dict[str, Room] = {}
+        self._opening = anyio.Lock()
+        self._group: TaskGroup | None = None
+        self._upkeep_scope = anyio.CancelScope()
+
+    async def __aenter__(self) -> Rooms:
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        self._group.start_soon(self._upkeep)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._group is not None
+        self._upkeep_scope.cancel()
+        for room in list(self._rooms.values()):
+            await self._close(room, force=True)
+        self._group.cancel_scope.cancel()  # a worker still running belongs to a room dropped meanwhile
+        await self._group.__aexit__(None, None, None)
+        self._group = None
+
+    async def open(self, document_id: str) -> Room:
+        """The room for a document, loading it first if nobody has it open. Who may join it is
+        checked before (`server.access`), per connection."""
+        if self._group is None:
+            raise RuntimeError("rooms not started; enter `async with rooms:` first")
+        async with self._opening:
+            room = self._rooms.get(document_id)
+            if room is None:
+                room = Room(
+                    document_id,
+                    self.store,
+                    self.update_limit,
+                    self.idle_timeout_s,
+                    self.document_limit,
+                    on_broken=self._drop,
+                    awareness_limits=self.awareness_limits,
+                )
+                try:
+                    await room.load()
+                except RoomClosed as exc:  # seeding it from its text could not be stored
+                    raise DatabaseUnavailable("the document could not be loaded") from exc
+                self._rooms[document_id] = room
+                self._group.start_soon(room.worker.run)
+            if not room.connections:  # its caller joins it now: not idle for a while yet
+                room.empty_since = anyio.current_time()
+            return room
+
+    def get(self, document_id: str) -> Room | None:
+        return self._rooms.get(document_id)
+
+    async def set_text(self, document_id: str, text: str) -> None:
+        """An edit from outside any client (the HTTP API, a restore), made through the CRDT.
+        DocumentTooLarge past the document's limit; DatabaseUnavailable if it was not stored."""
+        for attempt in range(ATTEMPTS):
+            room = await self.open(document_id)
+            try:
+                await room.replace_text(text)
+                await room.save_text()
+                return
+            except RoomClosed as exc:
+                if room.broken or attempt + 1 == ATTEMPTS:
+                    raise DatabaseUnavailable("the document could not be saved") from exc
+
+    async def flush_text(self, document_id: str) -> None:
+        """Make the stored text what the document holds: save an open room's text, or load a
+        document whose log has edits its stored text may lack (after a crash), which saves it."""
+        for attempt in range(ATTEMPTS):
+            room = self._rooms.get(document_id)
+            if room is None:
+                if not await self.store.run(collab.text_may_be_stale, document_id):
+                    return
+                room = await self.open(document_id)
+            try:
+                await room.save_text()
+                return
+            except RoomClosed as exc:
+                if room.broken or attempt + 1 == ATTEMPTS:
+                    raise DatabaseUnavailable("the document could not be read") from exc
+
+    async def forget(self, document_id: str) -> None:
+        """Drop a deleted document's room, disconnecting its clients."""
+        room = self._rooms.pop(document_id, None)
+        if room is not None:
+            room.worker.close()
+            for connection in list(room.connections):
+                connection.outbox.close()
+
+    def _drop(self, room: Room) -> None:
+        """A room that broke: the next client loads the document afresh from its log."""
+        if self._rooms.get(room.document_id) is room:
+            del self._rooms[room.document_id]
+
+    async def _upkeep(self) -> None:
+        with self._upkeep_scope:
+            while True:
+                await anyio.sleep(self.save_every_s)
+                now = anyio.current_time()
+                for room in list(self._rooms.values()):
+                    try:
+                        if room.log_entries > self.compact_after_entries:
+                            await room.compact()
+                        else:
+                            await room.save_text()
+                        idle = (
+                            room.empty_since is not None and now - room.empty_since >= self.close_after_idle_s
+                        )
+                        if idle and not room.connections:
+                            await self._close(room)
+                    except DocumentNotFound:
+                        await self.forget(room.document_id)
+                    except RoomClosed:
+                        pass  # dropped meanwhile
+                    except SQLAlchemyError:
+                        # the database is unavailable for now: the log and the text catch up next time
+                        log.exception("could not save document %s; will retry", room.document_id)
+
+    async def _close(self, room: Room, force: bool = False) -> None:
+        """Close a room nobody has open (or any, with `force`): it leaves the table first, so a
+        client arriving now gets a fresh room loaded from the log, while this one saves its text
+        and folds its log."""
+        if room.connections and not force:
+            return
+        self._drop(room)
+        try:
+            await room.close()
+        except RoomClosed:
+            pass
+        except SQLAlchemyError:
+            log.exception("could not save document %s on closing it", room.document_id)
+
+
+def rooms_for(settings: Settings, store: Store) -> Rooms:
+    return Rooms(
+        store,
+        update_limit=settings.update_limit_mb << 20,
+        idle_timeout_s=settings.idle_timeout_s,
+        document_limit=settings.document_limit_mb << 20,
+        awareness_limits=AwarenessLimits(
+            ids_per_connection=settings.awareness_ids_per_connection,
+            state_bytes=settings.awareness_state_limit_kb << 10,
+            room_bytes=settings.awareness_room_limit_kb << 10,
+        ),
+    )
