@@ -3,7 +3,8 @@
 - `awareness`: the server's memory after 150 awareness messages of 4 MB under new client ids (the
   socket reconnects whenever the server closes it), against its memory before.
 - `bomb`: `/healthz` latency, sampled every 50 ms, while a 1.6 MB insert and then a 3.2 MB update
-  that is only a delete set (every other character) are sent to one document.
+  that is only a delete set (every other character) are sent to one document; then the same with
+  a delete set just under the server's cap on one update's ranges (99,000), which is applied.
 
 Not part of `make test`; writes bench/results/abuse.json.
 """
@@ -62,10 +63,10 @@ async def flood_awareness(base: str, headers: dict[str, str], doc: str, messages
     return closed
 
 
-def delete_every_other(client_id: int, length: int) -> bytes:
+def delete_every_other(client_id: int, length: int, most: int | None = None) -> bytes:
     """A Yjs v1 update with no structs and a delete set removing every other character of one
-    client's `length`-character insert."""
-    ranges = range(1, length, 2)
+    client's `length`-character insert (the first `most` of them, if given)."""
+    ranges = range(1, length, 2)[:most]
     out = bytearray(write_var_uint(0))  # no structs
     out += write_var_uint(1) + write_var_uint(client_id) + write_var_uint(len(ranges))
     for clock in ranges:
@@ -82,14 +83,16 @@ async def sample_health(base: str, stop: asyncio.Event, out: list[float]) -> Non
             await asyncio.sleep(0.05)
 
 
-async def bomb(base: str, headers: dict[str, str], doc: str, chars: int) -> dict[str, Any]:
+async def bomb(
+    base: str, headers: dict[str, str], doc: str, chars: int, ranges: int | None = None
+) -> dict[str, Any]:
     url = base.replace("http", "ws", 1) + f"/ws/doc/{doc}"
     source: Doc[Text] = Doc()
     text = source.get("content", type=Text)
     with source.transaction():
         text.insert(0, "ab" * (chars // 2))
     insert = source.get_update()
-    delete = delete_every_other(int(source.client_id), chars)
+    delete = delete_every_other(int(source.client_id), chars, ranges)
     latencies: list[float] = []
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_health(base, stop, latencies))
@@ -155,6 +158,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     doc = await new_document(http, "Bomb")
                     results["bomb"] = await bomb(base, me, doc, args.bomb_chars)
                     print("bomb:", results["bomb"], flush=True)
+                    # just under the server's cap on one update's structs and ranges: applied
+                    doc = await new_document(http, "Capped bomb")
+                    results["capped_bomb"] = await bomb(base, me, doc, args.bomb_chars, args.capped_ranges)
+                    print("capped bomb:", results["capped_bomb"], flush=True)
                 assert server.poll() is None, "the server died"
         finally:
             server.terminate()
@@ -166,11 +173,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("measure", nargs="*", default=["awareness", "bomb"], choices=["awareness", "bomb"])
+    parser.add_argument("measure", nargs="*", help="awareness, bomb (default: both)")
     parser.add_argument("--messages", type=int, default=150)
     parser.add_argument("--message-mb", type=int, default=4)
     parser.add_argument("--bomb-chars", type=int, default=1_600_000)  # a 3.2 MB delete set
+    parser.add_argument("--capped-ranges", type=int, default=99_000)
     parsed = parser.parse_args()
+    parsed.measure = parsed.measure or ["awareness", "bomb"]
+    if not set(parsed.measure) <= {"awareness", "bomb"}:
+        parser.error("measure: choose from awareness, bomb")
     outcome = asyncio.run(main(parsed))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(outcome, indent=2) + "\n")
