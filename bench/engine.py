@@ -115,7 +115,7 @@ async def engine_many(engine: Engine, requests: list[GenerationRequest]) -> list
     arrived = time.perf_counter()
 
     async def consume(request: GenerationRequest) -> StreamTiming:
-        generation = engine.submit(request)
+        generation = await engine.submit(request)
         marks = []
         async for delta in generation:
             marks.append((time.perf_counter() - arrived, delta.tokens))
@@ -129,8 +129,10 @@ async def engine_many(engine: Engine, requests: list[GenerationRequest]) -> list
 
 async def engine_cancel_latency(engine: Engine, prose: Prose, run: int) -> tuple[int, float]:
     """Steps that ran for a request after its cancel, and ms until its completion arrived."""
-    victim = engine.submit(GenerationRequest(prose.prompt(200), f"cancel-{run}", max_new_tokens=200))
-    bystander = engine.submit(GenerationRequest(prose.prompt(200), f"bystander-{run}", max_new_tokens=40))
+    victim = await engine.submit(GenerationRequest(prose.prompt(200), f"cancel-{run}", max_new_tokens=200))
+    bystander = await engine.submit(
+        GenerationRequest(prose.prompt(200), f"bystander-{run}", max_new_tokens=40)
+    )
     seen = 0
     async for _ in victim:
         seen += 1

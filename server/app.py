@@ -52,6 +52,12 @@ def engine_limits(settings: Settings) -> EngineLimits:
         prefill_chunk=settings.prefill_chunk,
         context_tokens=settings.context_tokens,
         kv_budget_bytes=settings.kv_budget_mb << 20,
+        owner_requests=settings.requests_per_user,
+        owner_rows=settings.rows_per_user,
+        owner_sessions=settings.sessions_per_user,
+        session_idle_s=settings.session_idle_s,
+        prompt_limit_chars=settings.prompt_limit_chars,
+        prompt_limit_tokens=settings.prompt_limit_tokens,
     )
 
 
@@ -78,6 +84,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         sessions = SessionWatch(app.state.sockets, store, settings.session_check_s)
         async with store, engine, rooms, sessions:
             datadir.protect(settings.data_dir)  # the database and the converted weights exist now
+            await engine.warm_up()  # before /healthz answers: no writer meets a cold model
             yield
 
     routes: list[BaseRoute] = [
@@ -168,11 +175,17 @@ async def database_unavailable(conn: Request | WebSocket, exc: Exception) -> Res
 
 
 async def healthz(request: Request) -> JSONResponse:
+    """503 with the reason while the engine's decode loop is down (it restarts by itself)."""
     model: LoadedModel = request.app.state.model
-    stats = request.app.state.engine.stats()
+    engine: Engine = request.app.state.engine
+    stats = engine.stats()
     return JSONResponse(
         {
-            "status": "ok",
+            "status": "ok" if engine.failure is None else "failed",
+            "reason": engine.failure,
+            "warm": engine.warmed,
+            "restarts": engine.restarts,
+            "last_failure": engine.last_failure,
             "model": model.name,
             "device": str(model.device),
             "dtype": str(model.dtype).removeprefix("torch."),
@@ -182,5 +195,6 @@ async def healthz(request: Request) -> JSONResponse:
             "sessions": stats.sessions,
             "kv_bytes": stats.kv_bytes,
             "steps": stats.steps,
-        }
+        },
+        status_code=200 if engine.failure is None else 503,
     )

@@ -1,6 +1,7 @@
 """OpenAI-compatible `/v1/completions` (streamed as server-sent events, or whole) and `/v1/models`.
 
-The OpenAI `user` field is the engine's session key, so its clients get prefix reuse too.
+The OpenAI `user` field is the engine's session key, so its clients get prefix reuse too. The
+signed-in account is the engine's owner key: its share of the model is capped (429 beyond).
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server.auth import signed_in
 from server.limits import RateLimiter
 from server.sse import EventStreamResponse, sse_data, unless_disconnected
-from streaming.engine import Engine, Generation
+from streaming.engine import Engine
 from streaming.errors import InvalidRequest
+from streaming.jobs import Generation
 from streaming.params import Completion, GenerationRequest, Status
 
 # engine field names as OpenAI spells them
@@ -32,6 +34,7 @@ FINISH_REASONS = {
     Status.CANCELLED: "cancelled",
     Status.SUPERSEDED: "superseded",
 }
+MAX_USER_CHARS = 128  # the `user` field names a cached session; a long key would only cost memory
 
 
 class CompletionBody(BaseModel):
@@ -49,7 +52,7 @@ class CompletionBody(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
-    user: str | None = None
+    user: str | None = Field(default=None, max_length=MAX_USER_CHARS)
 
     @field_validator("prompt")
     @classmethod
@@ -82,11 +85,12 @@ async def completions(request: Request) -> Response:
             raise ValueError("the body is nested too deeply") from None
         body = CompletionBody.model_validate(payload)
         generation_request = _to_engine(body, account.username)
-        generation = engine.submit(generation_request)
+        generation = await engine.submit(generation_request)
     except ValueError as exc:  # malformed JSON, ValidationError and InvalidRequest are ValueErrors
         return _invalid(exc)
-    if generation.completion is not None and generation.completion.status is Status.BUSY:
-        return error_response(503, "the engine's queue is full; retry shortly", "server_busy")
+    refused = _refusal(generation, engine)
+    if refused is not None:
+        return refused
 
     model_name = request.app.state.model_name
     if body.stream:
@@ -114,7 +118,28 @@ def _to_engine(body: CompletionBody, username: str) -> GenerationRequest:
         n=body.n,
         stop=stop,
         seed=body.seed,
+        owner=username,
     )
+
+
+def _refusal(generation: Generation, engine: Engine) -> JSONResponse | None:
+    """The answer for a request the engine did not take: 429 over the account's share, 503 busy."""
+    completion = generation.completion
+    if completion is None:
+        return None
+    if completion.status is Status.LIMITED:
+        limits = engine.limits
+        message = (
+            f"this account already has its most requests in progress (at most {limits.owner_requests} "
+            f"requests and {limits.owner_rows} alternatives at once); retry when one has finished"
+        )
+        response = error_response(429, message, "rate_limit_exceeded")
+        response.headers["retry-after"] = "1"
+        return response
+    if completion.status is Status.BUSY:
+        reason = completion.error or "the engine is busy"
+        return error_response(503, f"{reason}; retry shortly", "server_busy")
+    return None
 
 
 def _invalid(exc: ValueError) -> JSONResponse:

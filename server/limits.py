@@ -174,13 +174,6 @@ class LiveSockets:
             self.role_changed(document_id, user, None)
 
 
-async def receive_within(websocket: WebSocket, idle_timeout_s: float) -> Message | None:
-    """A socket's next message; None when it sent nothing for `idle_timeout_s` (see `idle_close`)."""
-    with anyio.move_on_after(idle_timeout_s):
-        return await websocket.receive()
-    return None
-
-
 class IdleTimer:
     """When a socket counts as idle: `timeout_s` after its last real activity (a document edit, a
     suggestion request), whatever else it sends meanwhile. An open tab's awareness (cursor and

@@ -29,6 +29,13 @@ class Settings:
     prefill_chunk: int = 256
     context_tokens: int = 2048
     kv_budget_mb: int = 2048
+    # each user's share of the engine (docs/security.md)
+    requests_per_user: int = 4  # generations in progress at once, suggestions and /v1/completions
+    rows_per_user: int = 4  # ... and the alternatives (rows) they ask for together
+    sessions_per_user: int = 8  # cached contexts kept for prefix reuse
+    session_idle_s: int = 300  # a cached context unused this long is freed
+    prompt_limit_chars: int = 100_000
+    prompt_limit_tokens: int = 32_768
     log_level: str = "info"
     # accounts (docs/security.md)
     secret_key: str | None = None  # None: generated into the data folder on first run

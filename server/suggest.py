@@ -3,7 +3,8 @@
 One reader task parses frames and starts generations; one writer task sends frames; they are
 joined by a bounded stream and ended together. A new `suggest` supersedes the previous one inside
 the engine (same session key: user, document and the page's tab); a closed socket cancels what it
-started.
+started and frees the session's cached KV. The user is the engine's owner key: past the user's
+share of the model a `suggest` ends with `done` / `busy`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette import status
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.access import admit_socket, close_quietly, too_many_sockets
 from server.errors import WS_4403_FORBIDDEN
@@ -37,8 +38,9 @@ from server.settings import Settings
 from storage import suggestions
 from storage.database import Store
 from storage.models import Outcome, Role, SuggestionCreate
-from streaming.engine import Engine, Generation
+from streaming.engine import Engine
 from streaming.errors import InvalidRequest
+from streaming.jobs import Generation
 from streaming.loader import LoadedModel
 from streaming.params import Completion, GenerationRequest, Status
 
@@ -55,8 +57,11 @@ OUTCOMES = {
     Status.CANCELLED: Outcome.CANCELLED,
     Status.SUPERSEDED: Outcome.SUPERSEDED,
     Status.BUSY: Outcome.BUSY,
+    Status.LIMITED: Outcome.BUSY,
     Status.ERROR: Outcome.ERROR,
 }
+# the socket's `done` reasons: the user's share of the model being taken reads as `busy`
+REASONS = {Status.LIMITED: "busy"}
 Frame = dict[str, Any]
 
 
@@ -67,7 +72,7 @@ TAB_ID = re.compile(r"^[A-Za-z0-9_-]{0,32}$")
 WORD_TAIL = re.compile(r" {0,16}[A-Za-z]{0,32}$")
 
 
-def to_request(message: Suggest, session: str) -> GenerationRequest | None:
+def to_request(message: Suggest, session: str, owner: str = "") -> GenerationRequest | None:
     """The engine request for a `suggest`; None when there is nothing to continue."""
     before = message.before
     tail = WORD_TAIL.search(before)
@@ -92,6 +97,7 @@ def to_request(message: Suggest, session: str) -> GenerationRequest | None:
         n=settings.n,
         stop=stop,
         time_budget_s=TIME_BUDGET_S,
+        owner=owner,
     )
 
 
@@ -134,27 +140,37 @@ class SuggestionSocket:
 
     async def serve(self) -> None:
         send, receive = anyio.create_memory_object_stream[Frame](OUTBOX_SIZE)
-        async with send, anyio.create_task_group() as group:
-            self._group = group
-            group.start_soon(self._write, receive)
-            try:
-                await send.send(
-                    server_frame(
-                        "hello",
-                        document=self.document_id,
-                        model=self.model.name,
-                        device=str(self.model.device),
-                        dtype=str(self.model.dtype).removeprefix("torch."),
+        try:
+            async with send, anyio.create_task_group() as group:
+                self._group = group
+                group.start_soon(self._write, receive)
+                try:
+                    await send.send(
+                        server_frame(
+                            "hello",
+                            document=self.document_id,
+                            model=self.model.name,
+                            device=str(self.model.device),
+                            dtype=str(self.model.dtype).removeprefix("torch."),
+                        )
                     )
-                )
-                await self._read(group, send)
-            finally:
-                group.cancel_scope.cancel()
+                    await self._read(group, send)
+                finally:
+                    group.cancel_scope.cancel()
+        finally:
+            # every generation of this socket was cancelled with its task: its cached context can go
+            self.engine.close_session(self.session)
 
     async def _write(self, outbox: MemoryObjectReceiveStream[Frame]) -> None:
         async with outbox:
             async for frame in outbox:
-                await self.websocket.send_json(frame)
+                try:
+                    await self.websocket.send_json(frame)
+                except WebSocketDisconnect:
+                    # the client went away while we were sending: end the socket, quietly
+                    assert self._group is not None
+                    self._group.cancel_scope.cancel()
+                    await anyio.sleep_forever()
 
     async def _read(self, group: TaskGroup, send: MemoryObjectSendStream[Frame]) -> None:
         idle = IdleTimer(self.idle_timeout_s)
@@ -177,9 +193,9 @@ class SuggestionSocket:
                 if isinstance(request, Suggest | Prime):
                     idle.touch()  # only suggestion requests are activity
                 if isinstance(request, Suggest):
-                    self._start(request, group, send)
+                    await self._start(request, group, send)
                 elif isinstance(request, Prime):
-                    self._prime(request, group)
+                    await self._prime(request, group)
                 elif isinstance(request, Cancel):
                     self._cancel(request)
                 else:
@@ -187,7 +203,7 @@ class SuggestionSocket:
             except ProtocolError as error:
                 await send.send(error.frame())
 
-    def _start(self, message: Suggest, group: TaskGroup, send: MemoryObjectSendStream[Frame]) -> None:
+    async def _start(self, message: Suggest, group: TaskGroup, send: MemoryObjectSendStream[Frame]) -> None:
         wait = self.limiter.take(self.user)
         if wait > 0:
             raise ProtocolError(
@@ -196,7 +212,7 @@ class SuggestionSocket:
                 message.id,
                 retry_after_ms=round(wait * 1000),
             )
-        request = to_request(message, self.session)
+        request = to_request(message, self.session, self.user)
         if request is None:
             # nothing before the cursor to continue: an empty suggestion, at once
             group.start_soon(
@@ -207,21 +223,25 @@ class SuggestionSocket:
             )
             return
         try:
-            generation = self.engine.submit(request)
+            generation = await self.engine.submit(request)
         except InvalidRequest as exc:
             raise ProtocolError("bad_message", str(exc), message.id) from None
         self.live[message.id] = generation
         group.start_soon(self._stream, message, request, generation, send)
 
-    def _prime(self, message: Prime, group: TaskGroup) -> None:
+    async def _prime(self, message: Prime, group: TaskGroup) -> None:
         """Prefill the session's KV with the context, generating one token that nobody sees."""
         if self.live or self.limiter.take(self.user) > 0:
             return  # a suggestion is in flight and reading the context already, or too many lately
-        request = to_request(Suggest(v=1, type="suggest", id="prime", before=message.before), self.session)
+        suggest = Suggest(v=1, type="suggest", id="prime", before=message.before)
+        request = to_request(suggest, self.session, self.user)
         if request is None:
             return
-        generation = self.engine.submit(replace(request, max_new_tokens=1, n=1, prefix=""))
-        group.start_soon(generation.result)
+        try:
+            generation = await self.engine.submit(replace(request, max_new_tokens=1, n=1, prefix=""))
+        except InvalidRequest:
+            return  # nobody waits for a prime's answer
+        group.start_soon(_await_quietly, generation)
 
     def _cancel(self, message: Cancel) -> None:
         generation = self.live.get(message.id)
@@ -286,14 +306,14 @@ class SuggestionSocket:
             sum(len(a.tokens) for a in completion.alternatives),
         )
         alternatives = [
-            {"index": a.index, "text": text, "reason": str(a.status or completion.status)}
+            {"index": a.index, "text": text, "reason": _reason(a.status or completion.status)}
             for a, text in zip(completion.alternatives, texts)
         ]
         await send.send(
             server_frame(
                 "done",
                 id=message.id,
-                reason=str(completion.status),
+                reason=_reason(completion.status),
                 suggestion=suggestion_id,
                 ttft_ms=ttft_ms,
                 alternatives=alternatives,
@@ -304,6 +324,16 @@ class SuggestionSocket:
         self.stored[client_id] = suggestion_id
         while len(self.stored) > REMEMBERED_IDS:
             self.stored.popitem(last=False)
+
+
+def _reason(status: Status) -> str:
+    return REASONS.get(status, str(status))
+
+
+async def _await_quietly(generation: Generation) -> None:
+    """Wait for a generation that nobody reads (a prime); leaving early cancels it."""
+    async with generation:
+        await generation.result()
 
 
 async def suggestion_socket(websocket: WebSocket) -> None:

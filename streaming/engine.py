@@ -12,31 +12,28 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
 
 import torch
 
 from streaming.errors import InvalidRequest
-from streaming.kv import RowCache, common_prefix
+from streaming.jobs import AltState, Generation, Job
+from streaming.kv import common_prefix
 from streaming.params import Alternative, Completion, Delta, GenerationRequest, Status
+from streaming.queues import FairQueue
 from streaming.runner import ModelRunner, RowInput
 from streaming.sampling import sample_next
-from streaming.sessions import Session, SessionTable
+from streaming.sessions import SessionTable
 from streaming.text import TextStream
+from streaming.tokenizing import PromptTokenizer, Tokenizer
 from streaming.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
-Event = Delta | Completion
-
-
-class Tokenizer(Protocol):
-    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
-    def decode(self, ids: list[int], skip_special_tokens: bool = ...) -> str: ...
+STABLE_S = 60.0  # a decode loop that ran this long before failing restarts after the shortest delay
+MAX_RESTART_DELAY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,14 @@ class EngineLimits:
     context_tokens: int = 2048  # prompt + new tokens per row, capped by the model's own limit
     kv_budget_bytes: int = 2 << 30  # all rows' KV, active and cached sessions together
     max_sessions: int = 512
+    # per owner (requests without one are not capped); 0 turns a cap off
+    owner_requests: int = 4  # requests in the engine at once (tokenizing, queued or decoding)
+    owner_rows: int = 4  # rows those requests ask for (each alternative is a row)
+    owner_sessions: int = 8  # cached sessions; a new one evicts the owner's least recently used
+    session_idle_s: float = 300.0  # a session unused this long is freed; 0 keeps it until evicted
+    prompt_limit_chars: int = 100_000  # longer prompts are refused before they are tokenized
+    prompt_limit_tokens: int = 32_768  # ... and prompts of more tokens after
+    restart_delay_s: float = 1.0  # after the decode loop fails, doubling up to a minute
 
 
 @dataclass(frozen=True)
@@ -60,104 +65,6 @@ class EngineStats:
     sessions: int
     kv_bytes: int
     open_requests: int
-
-
-@dataclass(eq=False)
-class AltState:
-    """One alternative of a decoding job: its row, its tokens so far and its text."""
-
-    index: int
-    row: RowCache
-    text: TextStream
-    generator: torch.Generator | None
-    tokens: list[int] = field(default_factory=list)
-    forced: str = ""  # what is left of the request's prefix for the next tokens to spell out
-    pending: int | None = None  # sampled, not yet fed to the model
-    status: Status | None = None
-
-
-@dataclass(eq=False)
-class Job:
-    """The engine's state for one request, from submit to completion."""
-
-    id: str
-    request: GenerationRequest
-    prompt_ids: list[int]
-    events: asyncio.Queue[Event]
-    submitted_at: float
-    deadline: float
-    session: Session | None = None
-    row: RowCache | None = None  # the prompt row: the session's, then alternative 0's
-    reused: int = 0
-    alts: list[AltState] = field(default_factory=list)
-    first_token_at: float | None = None
-    last_step: int = 0  # the last engine step whose forward included this job
-    ended_at_step: int | None = None
-    in_flight_at_end: int = 0  # 1 when a step including this job was running as it ended
-    completion: Completion | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.completion is not None
-
-    @property
-    def decoding(self) -> bool:
-        return bool(self.alts)
-
-    def live_alts(self) -> list[AltState]:
-        return [a for a in self.alts if a.status is None]
-
-
-class Generation:
-    """A caller's handle on one request: iterate for deltas, await `result()` for the outcome.
-
-    Use it as an async context manager so that a caller that goes away cancels the request.
-    """
-
-    def __init__(self, engine: Engine, job: Job) -> None:
-        self._engine = engine
-        self._job = job
-
-    @property
-    def id(self) -> str:
-        return self._job.id
-
-    @property
-    def last_step(self) -> int:
-        return self._job.last_step
-
-    @property
-    def ended_at_step(self) -> int | None:
-        return self._job.ended_at_step
-
-    @property
-    def completion(self) -> Completion | None:
-        """The outcome once the request has ended (at once for `busy`), else None."""
-        return self._job.completion
-
-    async def __aiter__(self) -> AsyncIterator[Delta]:
-        while not self._job.events.empty() or not self._job.done:
-            event = await self._job.events.get()
-            if isinstance(event, Completion):
-                return
-            yield event
-
-    async def result(self) -> Completion:
-        async for _ in self:
-            pass
-        assert self._job.completion is not None
-        return self._job.completion
-
-    def cancel(self) -> None:
-        self._engine.cancel(self._job.id)
-
-    async def __aenter__(self) -> Generation:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cancel()
 
 
 class Engine:
@@ -172,18 +79,26 @@ class Engine:
         self.eos_ids = _eos_ids(runner, tokenizer)
         self._bos = _leading_special(tokenizer)
         self._vocabulary = Vocabulary(tokenizer, runner.config.vocab_size)
-        self._sessions = SessionTable(self.limits.max_sessions)
-        self._queue: deque[Job] = deque()
+        self._sessions = SessionTable(self.limits.max_sessions, self.limits.owner_sessions)
+        self._waiting = FairQueue()
         self._active: list[Job] = []
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, Job] = {}  # every request not yet ended: tokenizing, waiting, active
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        # looked up at each call, so that a test can wrap `prompt_tokens`
+        self._tokenizing = PromptTokenizer(lambda request: self.prompt_tokens(request))
         self._ids = itertools.count(1)
         self.steps = 0
         self._forwarding = False
         self.recent: deque[Job] = deque(maxlen=64)  # ended jobs, newest last, for inspection
+        self.failure: str | None = None  # why the decode loop is down, while it is
+        self.last_failure: str | None = None
+        self.restarts = 0
+        self.serving = asyncio.Event()  # set while the decode loop runs
+        self.warmed = False
+        self._warming = False  # the warm-up's own requests are not held to the queue's bounds
 
     # lifecycle
 
@@ -200,7 +115,9 @@ class Engine:
         if self._loop_task is not None:
             raise RuntimeError("engine already started; call stop() before starting it again")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cowrite-model")
-        self._loop_task = asyncio.create_task(self._run(), name="cowrite-decode-loop")
+        self._tokenizing.start()
+        self._loop_task = asyncio.create_task(self._supervise(), name="cowrite-decode-loop")
+        await asyncio.sleep(0)  # the supervisor starts its loops
 
     async def stop(self) -> None:
         task, self._loop_task = self._loop_task, None
@@ -211,42 +128,91 @@ class Engine:
             await task
         except asyncio.CancelledError:
             pass
-        for job in list(self._queue) + list(self._active):
-            self._finish(job, Status.CANCELLED, error="the engine stopped")
-        self._reap()
-        self._queue.clear()
+        self.serving.clear()
+        self._abandon(Status.CANCELLED, "the engine stopped")
         assert self._executor is not None
         self._executor.shutdown(wait=True)
         self._executor = None
+        self._tokenizing.stop()
+
+    async def warm_up(self) -> None:
+        """Run two short generations before serving, so that no writer meets a cold model.
+
+        Together they make a few-row step: the first forward passes (kernel selection, allocator,
+        device start-up), greedy and seeded sampling with forks, and token healing's vocabulary.
+        Raises RuntimeError if the model cannot generate.
+        """
+        started = time.perf_counter()
+        text = "It is a truth universally acknowledged,"  # a few tokens: within any sane prompt limit
+        requests = [
+            GenerationRequest(text, "warm-up-greedy", max_new_tokens=4, prefix=" tha"),
+            GenerationRequest(
+                text, "warm-up-sampled", max_new_tokens=4, temperature=0.7, top_p=0.95, top_k=50, n=2, seed=0
+            ),
+        ]
+        self._warming = True
+        try:
+            generations = await asyncio.gather(*(self.submit(request) for request in requests))
+        finally:
+            self._warming = False
+        completions = await asyncio.gather(*(g.result() for g in generations))
+        for request in requests:
+            self.close_session(request.session)
+        await self.wait_idle()
+        failed = [c for c in completions if c.status not in (Status.FINISHED, Status.LENGTH, Status.STOP)]
+        if failed:
+            reason = failed[0].error or failed[0].status
+            raise RuntimeError(f"the model failed its warm-up generation: {reason}")
+        self.recent.clear()
+        self.warmed = True
+        log.info("model warmed up in %.2f s (%d steps)", time.perf_counter() - started, self.steps)
 
     # requests
 
-    def submit(self, request: GenerationRequest) -> Generation:
-        """Queue a request. A full queue answers at once with a `busy` completion."""
+    async def submit(self, request: GenerationRequest) -> Generation:
+        """Tokenize (on a worker thread) and queue a request; InvalidRequest for a prompt out of bounds.
+
+        A request that cannot be taken ends at once: `limited` when its owner has its most
+        requests or rows in the engine, `busy` when the queue is full or the engine is restarting.
+        """
         if self._loop_task is None:
             raise RuntimeError("engine not running; enter `async with engine:` or call start() first")
-        prompt_ids = self.prompt_tokens(request)
         now = time.monotonic()
         job = Job(
             id=f"gen-{next(self._ids)}-{uuid.uuid4().hex[:8]}",
             request=request,
-            prompt_ids=prompt_ids,
+            prompt_ids=[],
             events=asyncio.Queue(),
             submitted_at=now,
             deadline=now + request.time_budget_s,
         )
-        previous = self._sessions.get(request.session)
-        if previous is not None and previous.job is not None:
-            self._finish(previous.job, Status.SUPERSEDED)
-        for queued in [j for j in self._queue if j.request.session == request.session]:
-            self._finish(queued, Status.SUPERSEDED)
-        if len(self._queue) >= self.limits.max_queue:
-            self._finish(job, Status.BUSY)
-            return Generation(self, job)
-        self._jobs[job.id] = job
-        self._queue.append(job)
+        # a newer request in a session supersedes the older one, whatever stage that one is at
+        for older in [j for j in self._jobs.values() if j.request.session == request.session]:
+            self._finish(older, Status.SUPERSEDED)
+        if self._refuse(job):
+            return Generation(job, self.cancel)
+        self._jobs[job.id] = job  # counts against its owner's caps while it is tokenized
+        try:
+            job.prompt_ids = await self._tokenizing.tokens(request)
+        except InvalidRequest:
+            self._jobs.pop(job.id, None)
+            raise
+        except Exception as exc:  # the tokenizer failed on this prompt: this request alone fails
+            self._jobs.pop(job.id, None)
+            self._fail(job, "tokenizing its prompt", exc)
+            return Generation(job, self.cancel)
+        except BaseException:  # the caller was cancelled
+            self._jobs.pop(job.id, None)
+            self._finish(job, Status.CANCELLED)
+            raise
+        if job.done:  # superseded, cancelled or abandoned while it was tokenized
+            return Generation(job, self.cancel)
+        if self._full():
+            self._finish(job, Status.BUSY, error=self._busy_reason())
+            return Generation(job, self.cancel)
+        self._waiting.push(job)
         self._wake.set()
-        return Generation(self, job)
+        return Generation(job, self.cancel)
 
     def cancel(self, request_id: str) -> bool:
         """Cancel a queued or running request; False if it is unknown or already over."""
@@ -256,8 +222,19 @@ class Engine:
         self._finish(job, Status.CANCELLED)
         return True
 
+    def close_session(self, session: str) -> None:
+        """The session's caller is gone: free its KV now, or when its last request has ended.
+
+        A session that a newer request is using (a reconnected caller's) is left to it.
+        """
+        self._sessions.close(session)
+        self._wake.set()
+
     def prompt_tokens(self, request: GenerationRequest) -> list[int]:
         """The prompt's token ids, cut from the left in coarse steps to fit the context."""
+        chars, tokens = self.limits.prompt_limit_chars, self.limits.prompt_limit_tokens
+        if len(request.prompt) > chars:
+            raise InvalidRequest("prompt", f"is {len(request.prompt)} characters long; the limit is {chars}")
         budget = self.context_tokens - request.max_new_tokens - len(self._bos)
         if budget < 1:
             raise InvalidRequest(
@@ -266,6 +243,8 @@ class Engine:
         ids = self.tokenizer.encode(request.prompt, add_special_tokens=False)
         if not ids:
             raise InvalidRequest("prompt", "has no tokens")
+        if len(ids) > tokens:
+            raise InvalidRequest("prompt", f"is {len(ids)} tokens long; the limit is {tokens}")
         if len(ids) > budget:
             # cut in quarters of the budget, so the cut point (and the reusable prefix) moves rarely
             step = max(1, budget // 4)
@@ -283,7 +262,7 @@ class Engine:
         rows = sum(len(j.live_alts()) or 1 for j in self._active)
         return EngineStats(
             steps=self.steps,
-            queued=len(self._queue),
+            queued=len(self._waiting),
             active_requests=len(self._active),
             active_rows=rows,
             sessions=len(self._sessions),
@@ -291,50 +270,154 @@ class Engine:
             open_requests=len(self._jobs),
         )
 
-    # the loop
+    def _refuse(self, job: Job) -> bool:
+        """End a new job at once if it cannot be taken now; True if it was."""
+        if self._full():
+            self._finish(job, Status.BUSY, error=self._busy_reason())
+            return True
+        owner = job.request.owner
+        if not owner:
+            return False
+        mine = [j for j in self._jobs.values() if j.request.owner == owner and not j.done]
+        requests, rows = self.limits.owner_requests, self.limits.owner_rows
+        if requests and len(mine) >= requests:
+            self._finish(job, Status.LIMITED, error=f"its owner has {len(mine)} requests in progress")
+            return True
+        taken = sum(j.request.n for j in mine)
+        if rows and taken + job.request.n > rows:
+            self._finish(job, Status.LIMITED, error=f"its owner has {taken} of its {rows} rows in use")
+            return True
+        return False
+
+    def _full(self) -> bool:
+        if self._warming:
+            return False
+        return self.failure is not None or len(self._waiting) >= self.limits.max_queue
+
+    def _busy_reason(self) -> str:
+        if self.failure is not None:
+            return f"the engine is restarting after a fault ({self.failure})"
+        return f"the queue is full ({self.limits.max_queue} requests waiting)"
+
+    # the loop and its supervisor
+
+    async def _supervise(self) -> None:
+        """Run the decode loop; if it ever ends, fail what was in it and start it again."""
+        failures = 0  # in a row: each doubles the delay before the next start, up to a minute
+        while True:
+            started = time.monotonic()
+            self.serving.set()
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._run())
+                    group.create_task(self._tokenizing.run())
+                reason = "the decode loop returned"
+            except Exception as exc:  # the loop's own bookkeeping failed: nothing in it is trusted
+                first = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
+                reason = f"{type(first).__name__}: {first}"
+                log.error("the decode loop failed: %s", reason, exc_info=first)
+            failures = 1 if time.monotonic() - started > STABLE_S else failures + 1
+            delay = min(self.limits.restart_delay_s * 2 ** (failures - 1), MAX_RESTART_DELAY_S)
+            self.failure = self.last_failure = reason
+            self.serving.clear()
+            self._abandon(Status.ERROR, f"the engine failed ({reason})")
+            log.error("restarting the decode loop in %g s (restart %d)", delay, self.restarts + 1)
+            await asyncio.sleep(delay)
+            self.failure = None
+            self.restarts += 1
+
+    def _abandon(self, status: Status, reason: str) -> None:
+        """End every request with `status` and free every row and session: a fresh start."""
+        for job in [*self._jobs.values(), *self._waiting, *self._active]:
+            self._finish(job, status, error=None if status is Status.CANCELLED else reason)
+        for job in self._active:
+            for alt in job.alts[1:]:
+                alt.row.release()
+            if job.session is not None:
+                job.session.job = None
+            self.recent.append(job)
+        for session in list(self._sessions):
+            self._sessions.drop(session.key)
+        self._active.clear()
+        self._waiting.clear()
+        self._jobs.clear()
+        self._forwarding = False
+        self._idle.set()
+        self._tokenizing.abandon()  # their jobs have ended above
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            self._reap()
-            self._expire(time.monotonic())
-            self._reap()
-            self._admit()
-            inputs, owners = self._plan()
-            if not inputs:
+            if not await self._step(loop):
                 self._wake.clear()
                 self._idle.set()
-                await self._wake.wait()
+                await self._sleep()
                 continue
-            self._idle.clear()
-            self.steps += 1
-            for job in {id(j): j for j, _ in owners}.values():
-                job.last_step = self.steps
-            self._forwarding = True
-            try:
-                results = await self._forward(loop, inputs)
-            finally:
-                self._forwarding = False
-            now = time.monotonic()
-            by_row = {id(i.row): owner for i, owner in zip(inputs, owners)}
-            for group, outcome in results:
-                if isinstance(outcome, BaseException):
-                    for item in group:
-                        job, _ = by_row[id(item.row)]
-                        self._finish(job, Status.ERROR, error=_describe(outcome))
-                    continue
-                wanted = [item for item in group if item.want_logits]
-                for item, logits in zip(wanted, outcome):
-                    job, alt = by_row[id(item.row)]
-                    if not job.done:
-                        self._advance(job, alt, logits, now)
             # let sockets and new submissions run between steps
             await asyncio.sleep(0)
+
+    async def _sleep(self) -> None:
+        """Wait for work, or until the next idle session is due to expire."""
+        timeout = None
+        oldest = self._sessions.oldest_idle()
+        if oldest is not None and self.limits.session_idle_s > 0:
+            timeout = max(0.0, oldest + self.limits.session_idle_s - time.monotonic()) + 0.01
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _step(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """One step: free, expire, admit, plan, forward, sample. False when there was nothing to do.
+
+        An exception in any part of it that concerns one request fails only that request.
+        """
+        now = time.monotonic()
+        self._reap(now)
+        self._expire(now)
+        self._reap(now)
+        if self.limits.session_idle_s > 0:
+            self._sessions.expire(now - self.limits.session_idle_s)
+        self._admit(now)
+        inputs, owners = self._plan()
+        if not inputs:
+            return False
+        self._idle.clear()
+        self.steps += 1
+        for job in {id(j): j for j, _ in owners}.values():
+            job.last_step = self.steps
+        self._forwarding = True
+        try:
+            results = await self._forward(loop, inputs)
+        finally:
+            self._forwarding = False
+        now = time.monotonic()
+        by_row = {id(i.row): owner for i, owner in zip(inputs, owners)}
+        for group, outcome in results:
+            if isinstance(outcome, BaseException):
+                for item in group:
+                    job, _ = by_row[id(item.row)]
+                    self._finish(job, Status.ERROR, error=_describe(outcome))
+                continue
+            wanted = [item for item in group if item.want_logits]
+            for item, logits in zip(wanted, outcome):
+                job, alt = by_row[id(item.row)]
+                if job.done:
+                    continue
+                try:
+                    self._advance(job, alt, logits, now)
+                except Exception as exc:
+                    self._fail(job, "sampling its next token", exc)
+        return True
 
     async def _forward(
         self, loop: asyncio.AbstractEventLoop, inputs: list[RowInput]
     ) -> list[tuple[list[RowInput], torch.Tensor | BaseException]]:
-        """Run one packed forward; after running out of memory, retry it in halves."""
+        """Run one packed forward; after a failure, retry it in halves, to fail only the rows at fault.
+
+        A row's KV only advances when a pass succeeds, so a retried row is computed afresh.
+        """
         try:
             logits = await loop.run_in_executor(self._executor, self.runner.forward, inputs)
             return [(inputs, logits)]
@@ -342,59 +425,90 @@ class Engine:
             log.warning("out of memory in a step of %d rows; retrying in halves", len(inputs))
             if self.runner.device.type == "cuda":
                 torch.cuda.empty_cache()
+            failure: BaseException = exc
+        except Exception as exc:  # a model fault fails the rows it concerns, never the loop
             if len(inputs) == 1:
-                return [(inputs, exc)]
-            half = len(inputs) // 2
-            first = await self._forward(loop, inputs[:half])
-            return first + await self._forward(loop, inputs[half:])
-        except Exception as exc:  # a model fault fails this step's requests, never the loop
-            log.exception("model step failed for %d rows", len(inputs))
-            return [(inputs, exc)]
+                log.error("model step failed for one row", exc_info=exc)
+            else:
+                log.warning("model step failed for %d rows (%s); retrying in halves", len(inputs), exc)
+            failure = exc
+        if len(inputs) == 1:
+            return [(inputs, failure)]
+        half = len(inputs) // 2
+        first = await self._forward(loop, inputs[:half])
+        return first + await self._forward(loop, inputs[half:])
 
     def _plan(self) -> tuple[list[RowInput], list[tuple[Job, AltState | None]]]:
+        """This step's rows: every decoding row's next token, then prompt chunks up to the budget."""
         inputs: list[RowInput] = []
         owners: list[tuple[Job, AltState | None]] = []
-        for job in self._active:
-            for alt in job.live_alts():
-                assert alt.pending is not None
-                inputs.append(RowInput(alt.row, [alt.pending]))
-                owners.append((job, alt))
         budget = self.limits.prefill_chunk
-        for job in self._active:
-            if job.decoding or budget == 0:
+        decoding = [j for j in self._active if j.decoding]
+        prefilling = [j for j in self._active if not j.decoding]
+        for job in decoding + prefilling:
+            if job.done or (not job.decoding and budget == 0):
                 continue
-            assert job.row is not None
-            start = job.row.length
-            take = min(len(job.prompt_ids) - start, budget)
-            last = start + take == len(job.prompt_ids)
-            inputs.append(RowInput(job.row, job.prompt_ids[start : start + take], last))
-            owners.append((job, None))
-            budget -= take
+            try:
+                items = self._inputs(job, budget)
+            except Exception as exc:
+                self._fail(job, "planning its step", exc)
+                continue
+            for item, alt in items:
+                inputs.append(item)
+                owners.append((job, alt))
+                if alt is None:
+                    budget -= len(item.tokens)
         return inputs, owners
 
-    def _admit(self) -> None:
+    def _inputs(self, job: Job, budget: int) -> list[tuple[RowInput, AltState | None]]:
+        """One job's rows for this step: its alternatives' next tokens, or its next prompt chunk."""
+        if job.decoding:
+            rows: list[tuple[RowInput, AltState | None]] = []
+            for alt in job.live_alts():
+                assert alt.pending is not None
+                rows.append((RowInput(alt.row, [alt.pending]), alt))
+            return rows
+        assert job.row is not None
+        start = job.row.length
+        take = min(len(job.prompt_ids) - start, budget)
+        last = start + take == len(job.prompt_ids)
+        return [(RowInput(job.row, job.prompt_ids[start : start + take], last), None)]
+
+    def _admit(self, now: float) -> None:
+        """Move waiting requests into the batch while rows and KV allow, one owner at a time in turn."""
         rows = sum(len(j.live_alts()) or 1 for j in self._active)
+        budget = self.limits.kv_budget_bytes
         per_token = self.runner.cache_shape.bytes_per_token
-        while self._queue:
-            job = self._queue[0]
+        while (job := self._waiting.peek()) is not None:
             need_rows = job.request.n
             if self._active and rows + need_rows > self.limits.max_rows:
                 return
-            session = self._sessions.touch(job.request.session)
             need = (len(job.prompt_ids) + job.request.max_new_tokens) * need_rows * per_token
-            while self._kv_bytes() + need > self.limits.kv_budget_bytes:
-                if not self._sessions.evict_one(keep=session):
-                    break
-            if self._active and self._kv_bytes() + need > self.limits.kv_budget_bytes:
+            own = self._sessions.get(job.request.session)
+            while self._kv_bytes() + need > budget and self._sessions.evict_one(keep=own):
+                pass
+            if self._active and self._kv_bytes() + need > budget:
                 return
-            self._queue.popleft()
-            row = session.row or self.runner.new_row()
-            reuse = min(common_prefix(row.tokens, job.prompt_ids), len(job.prompt_ids) - 1)
-            row.truncate(reuse)
-            session.row, session.job = row, job
-            job.session, job.row, job.reused = session, row, reuse
-            self._active.append(job)
+            self._waiting.pop()
+            try:
+                self._place(job, now)
+            except Exception as exc:
+                self._fail(job, "admitting it", exc)
+                session = self._sessions.get(job.request.session)
+                if session is not None and session.job in (job, None):
+                    self._sessions.drop(session.key)
+                continue
             rows += need_rows
+
+    def _place(self, job: Job, now: float) -> None:
+        """Give an admitted job its session's row, reusing the longest prefix it already holds."""
+        session = self._sessions.touch(job.request.session, job.request.owner, now)
+        row = session.row or self.runner.new_row()
+        reuse = min(common_prefix(row.tokens, job.prompt_ids), len(job.prompt_ids) - 1)
+        row.truncate(reuse)
+        session.row, session.job = row, job
+        job.session, job.row, job.reused = session, row, reuse
+        self._active.append(job)
 
     def _advance(self, job: Job, alt: AltState | None, logits: torch.Tensor, now: float) -> None:
         """Take one row's next-token logits: start the alternatives, or extend one of them."""
@@ -432,6 +546,7 @@ class Engine:
             self._finish(job, status)
 
     def _extend(self, job: Job, alt: AltState, token: int) -> None:
+        """Append a sampled token to an alternative and stream the text it makes safe."""
         if token in self.eos_ids:
             alt.status = Status.FINISHED
         else:
@@ -460,6 +575,11 @@ class Engine:
                         job.events.put_nowait(Delta(alt.index, tail, len(alt.tokens)))
                 self._finish(job, Status.TIME)
 
+    def _fail(self, job: Job, doing: str, exc: Exception) -> None:
+        """A fault while `doing` something for one job ends that job alone, with the reason."""
+        log.error("request %s failed while %s", job.id, doing, exc_info=exc)
+        self._finish(job, Status.ERROR, error=f"failed while {doing}: {type(exc).__name__}: {exc}")
+
     def _finish(self, job: Job, status: Status, error: str | None = None) -> None:
         """End a job now: its completion goes out at once; its rows are freed by `_reap`."""
         if job.done:
@@ -482,27 +602,29 @@ class Engine:
         )
         job.ended_at_step = self.steps
         job.in_flight_at_end = int(self._forwarding and job.last_step == self.steps)
-        if job in self._queue:
-            self._queue.remove(job)
+        self._waiting.remove(job)
         job.events.put_nowait(job.completion)
         self._wake.set()
 
-    def _reap(self) -> None:
+    def _reap(self, now: float) -> None:
         """Free the rows of jobs that ended; keep alternative 0's row as the session's cache."""
         self._jobs = {k: j for k, j in self._jobs.items() if not j.done}
         ended = [j for j in self._active if j.done]
-        if not ended:
-            return
-        self._active = [j for j in self._active if not j.done]
+        if ended:
+            self._active = [j for j in self._active if not j.done]
         for job in ended:
             self.recent.append(job)
-            for alt in job.alts[1:]:
-                alt.row.release()
             session = job.session
-            assert session is not None
+            assert session is not None and job.completion is not None
+            try:
+                for alt in job.alts[1:]:
+                    alt.row.release()
+            except Exception as exc:  # the rows are lost to this job either way; the loop goes on
+                log.error("freeing the rows of request %s failed", job.id, exc_info=exc)
             session.job = None
-            assert job.completion is not None
-            if not job.request.keep_session or job.completion.status is Status.ERROR:
+            session.last_used = now
+            keep = job.request.keep_session and job.completion.status is not Status.ERROR
+            if not keep or session.closed:
                 self._sessions.drop(session.key)
 
     def _kv_bytes(self) -> int:

@@ -30,13 +30,19 @@ class Status(enum.StrEnum):
     STOP = "stop"  # a stop string was produced (it is not part of the text)
     CANCELLED = "cancelled"  # cancelled by id, or its client went away
     SUPERSEDED = "superseded"  # a newer request under the same session key replaced it
-    BUSY = "busy"  # the engine's queue was full; nothing was generated
+    BUSY = "busy"  # the engine's queue was full (or it is restarting); nothing was generated
+    LIMITED = "limited"  # the request's owner already has its most requests or rows in the engine
     ERROR = "error"  # the model failed on this request; see `Completion.error`
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt to continue, `n` ways, under a session key that enables prefix reuse."""
+    """One prompt to continue, `n` ways, under a session key that enables prefix reuse.
+
+    `owner` is an opaque key (the server puts its user there) by which the engine shares itself
+    fairly: per-owner caps on requests, rows and cached sessions, and round-robin admission.
+    Requests without an owner are not capped.
+    """
 
     prompt: str
     session: str
@@ -52,6 +58,7 @@ class GenerationRequest:
     # text the continuation must begin with, left out of the output: the part of a word already
     # typed, cut from the prompt so that the model sees whole tokens ("token healing")
     prefix: str = ""
+    owner: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt:
@@ -77,6 +84,8 @@ class GenerationRequest:
             raise InvalidRequest("prefix", f"must be a string of at most {MAX_PREFIX} characters")
         if self.time_budget_s == 0.0:
             raise InvalidRequest("time_budget_s", "must be greater than 0")
+        if not isinstance(self.owner, str):
+            raise InvalidRequest("owner", "must be a string")
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import socket
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
+from websockets.sync.client import ClientConnection, connect
 
+from server.app import create_app
 from server.errors import WS_4404_DOCUMENT_NOT_FOUND
 from server.protocol import MAX_FRAME_BYTES
+from server.settings import Settings
+from streaming.engine import Engine
+from streaming.loader import LoadedModel
+from tests.accounts import account
+from tests.conftest import serve, wait_until
+from tests.streaming.doubles import RecordingTokenizer
 
 BEFORE = "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be"
 pytestmark = pytest.mark.timeout(120)
@@ -222,3 +236,127 @@ def test_a_cursor_after_many_spaces_still_gets_a_suggestion(client: TestClient, 
         "finished",
         "stop",
     )
+
+
+@contextlib.contextmanager
+def live(
+    settings: Settings, loaded_model: LoadedModel, **changes: Any
+) -> Iterator[tuple[str, Any, dict[str, str], str]]:
+    """A real uvicorn; yields its URL, the app, alice's headers and the id of a document of hers."""
+    app = create_app(replace(settings, **changes), loaded_model)
+    with serve(app) as url, httpx.Client(base_url=url) as http:
+        alice = account(http, "alice")
+        document = http.post("/api/documents", json={"title": "Draft"}, headers=alice).json()["id"]
+        yield url, app, alice, str(document)
+
+
+@contextlib.contextmanager
+def socket_to(url: str, who: dict[str, str], document_id: str, tab: str = "") -> Iterator[ClientConnection]:
+    """A suggestion socket, past its `hello`."""
+    address = f"{url.replace('http', 'ws', 1)}/ws/suggest/{document_id}?tab={tab}"
+    with connect(address, additional_headers=who) as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "hello"
+        yield ws
+
+
+def frames_until_done(ws: ClientConnection, request_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    frames = []
+    while True:
+        frame = json.loads(ws.recv(timeout=60))
+        if frame.get("id") != request_id:
+            continue
+        if frame["type"] == "done":
+            return frames, frame
+        frames.append(frame)
+
+
+def first_delta(ws: ClientConnection, request_id: str) -> None:
+    while True:
+        frame = json.loads(ws.recv(timeout=60))
+        if frame.get("id") == request_id:
+            assert frame["type"] == "delta", frame
+            return
+
+
+@pytest.mark.parametrize("how", ["close", "drop"])
+def test_a_client_leaving_mid_stream_is_not_an_application_error(
+    app_settings: Settings, loaded_model: LoadedModel, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    with live(app_settings, loaded_model) as (url, app, alice, document_id):
+        uvicorn_error = logging.getLogger("uvicorn.error")
+        uvicorn_error.addHandler(caplog.handler)
+        try:
+            for attempt in range(6):
+                with socket_to(url, alice, document_id, tab=f"t{attempt}") as ws:
+                    ws.send(json.dumps(suggest(f"s{attempt}", max_tokens=128, temperature=1.0, n=4)))
+                    first_delta(ws, f"s{attempt}")
+                    if how == "drop":  # the connection just ends, with no closing handshake
+                        ws.socket.shutdown(socket.SHUT_RDWR)
+                # leaving the block closes the socket while frames are still coming
+                wait_until(lambda: app.state.engine.stats().open_requests == 0, "its generation to end")
+            sockets = app.state.sockets
+            wait_until(lambda: not sockets._by_user, "the server to notice every socket closed")
+        finally:
+            uvicorn_error.removeHandler(caplog.handler)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors
+
+
+def test_a_closed_socket_frees_its_cached_context(app_settings: Settings, loaded_model: LoadedModel) -> None:
+    with live(app_settings, loaded_model) as (url, app, alice, document_id):
+        engine: Engine = app.state.engine
+        with socket_to(url, alice, document_id, tab="one") as ws:
+            ws.send(json.dumps(suggest("s1")))
+            frames_until_done(ws, "s1")
+            wait_until(lambda: engine.stats().sessions == 1, "the suggestion's context to be cached")
+            assert engine.stats().kv_bytes > 0
+        wait_until(lambda: engine.stats().sessions == 0, "the closed socket's context to be freed", 20)
+        assert engine.stats().kv_bytes == 0
+
+
+def test_past_the_users_share_of_the_model_a_suggest_ends_busy(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    with live(app_settings, loaded_model, requests_per_user=1) as (url, app, alice, document_id):
+        with (
+            socket_to(url, alice, document_id, tab="one") as one,
+            socket_to(url, alice, document_id, "two") as two,
+        ):
+            one.send(json.dumps(suggest("long", max_tokens=128)))
+            first_delta(one, "long")
+            two.send(json.dumps(suggest("refused")))
+            _, refused = frames_until_done(two, "refused")
+            one.send(json.dumps({"v": 1, "type": "cancel", "id": "long"}))
+            frames_until_done(one, "long")
+            two.send(json.dumps(suggest("later", max_tokens=4)))
+            _, later = frames_until_done(two, "later")
+    assert refused["reason"] == "busy" and refused["alternatives"][0]["reason"] == "busy"
+    assert later["reason"] in ("length", "finished", "stop")
+
+
+def test_an_extreme_temperature_gets_a_suggestion_and_the_model_serves_on(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    with live(app_settings, loaded_model) as (url, app, alice, document_id):
+        with socket_to(url, alice, document_id) as ws:
+            ws.send(json.dumps(suggest("tiny", temperature=1e-45)))
+            _, tiny = frames_until_done(ws, "tiny")
+            ws.send(json.dumps(suggest("normal", before=BEFORE + " in", temperature=0.7)))
+            _, normal = frames_until_done(ws, "normal")
+    assert tiny["reason"] in ("length", "finished", "stop") and tiny["alternatives"][0]["text"]
+    assert normal["reason"] in ("length", "finished", "stop")
+
+
+def test_suggestions_are_tokenized_off_the_event_loop(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    with live(app_settings, loaded_model) as (url, app, alice, document_id):
+        engine: Engine = app.state.engine
+        tokenizer = RecordingTokenizer(engine.tokenizer)
+        engine.tokenizer = tokenizer
+        with socket_to(url, alice, document_id) as ws:
+            ws.send(json.dumps({"v": 1, "type": "prime", "before": BEFORE}))
+            ws.send(json.dumps(suggest("s1", before=BEFORE + " in")))
+            frames_until_done(ws, "s1")
+    assert len(tokenizer.threads) == 2
+    assert all(name.startswith("cowrite-tokenizer") for name in tokenizer.threads), tokenizer.threads

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from streaming.engine import Engine, EngineLimits
 from streaming.loader import LoadedModel
+from streaming.params import Completion, GenerationRequest
 from streaming.runner import ModelRunner
 
 PROSE = (Path(__file__).resolve().parent.parent / "data" / "prose.txt").read_text(encoding="utf-8")
@@ -43,8 +45,13 @@ def reference(loaded_model: LoadedModel) -> Callable[[list[int], int], list[int]
     return run
 
 
-def make_engine(loaded: LoadedModel, runner: ModelRunner | None = None, **limits: int) -> Engine:
+def make_engine(loaded: LoadedModel, runner: ModelRunner | None = None, **limits: Any) -> Engine:
     return Engine(runner or ModelRunner(loaded.model), loaded.tokenizer, EngineLimits(**limits))
+
+
+async def complete(engine: Engine, request: GenerationRequest) -> Completion:
+    """Submit a request and wait for its outcome."""
+    return await (await engine.submit(request)).result()
 
 
 @pytest.fixture

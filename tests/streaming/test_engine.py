@@ -8,11 +8,12 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from streaming.engine import Engine, Generation
+from streaming.engine import Engine
+from streaming.jobs import Generation
 from streaming.loader import LoadedModel
 from streaming.params import GenerationRequest, Status
 from streaming.runner import ModelRunner, RowInput
-from tests.streaming.conftest import make_engine, prose
+from tests.streaming.conftest import complete, make_engine, prose
 
 Reference = Callable[[list[int], int], list[int]]
 pytestmark = pytest.mark.timeout(240)
@@ -26,7 +27,7 @@ async def first_delta(generation: Generation) -> str:
 
 async def test_single_request_matches_generate(engine: Engine, reference: Reference) -> None:
     request = GenerationRequest(prose(0, 300), "writer-1", max_new_tokens=24)
-    generation = engine.submit(request)
+    generation = await engine.submit(request)
     deltas = [d.text async for d in generation]
     completion = await generation.result()
 
@@ -39,7 +40,7 @@ async def test_single_request_matches_generate(engine: Engine, reference: Refere
 
 async def test_eight_requests_in_one_batch_each_match_generate(engine: Engine, reference: Reference) -> None:
     requests = [GenerationRequest(prose(400 * i, 200 + 20 * i), f"w{i}", max_new_tokens=16) for i in range(8)]
-    generations = [engine.submit(r) for r in requests]
+    generations = await asyncio.gather(*(engine.submit(r) for r in requests))
     completions = await asyncio.gather(*(g.result() for g in generations))
 
     shared_steps = {g.last_step for g in generations}
@@ -52,12 +53,12 @@ async def test_prefix_reuse_prefills_only_new_tokens_and_stays_exact(
     engine: Engine, reference: Reference
 ) -> None:
     text = prose(1000, 600)
-    first = await engine.submit(GenerationRequest(text, "writer-2", max_new_tokens=8)).result()
+    first = await complete(engine, GenerationRequest(text, "writer-2", max_new_tokens=8))
     assert first.reused_tokens == 0
 
     # the writer types a few more characters, ending mid-word: the last token re-tokenizes
     longer = GenerationRequest(text + " and then", "writer-2", max_new_tokens=20)
-    second = await engine.submit(longer).result()
+    second = await complete(engine, longer)
 
     prompt_ids = engine.prompt_tokens(longer)
     assert second.reused_tokens >= first.prompt_tokens - 2
@@ -79,10 +80,10 @@ async def test_same_seed_gives_same_sample(engine: Engine) -> None:
         )
 
     a, b, c, pair = await asyncio.gather(
-        engine.submit(sampled("s-a", 7)).result(),
-        engine.submit(sampled("s-b", 7)).result(),
-        engine.submit(sampled("s-c", 8)).result(),
-        engine.submit(sampled("s-d", 7, n=2)).result(),
+        complete(engine, sampled("s-a", 7)),
+        complete(engine, sampled("s-b", 7)),
+        complete(engine, sampled("s-c", 8)),
+        complete(engine, sampled("s-d", 7, n=2)),
     )
     assert a.alternatives[0].tokens == b.alternatives[0].tokens
     assert a.alternatives[0].tokens != c.alternatives[0].tokens
@@ -93,7 +94,7 @@ async def test_same_seed_gives_same_sample(engine: Engine) -> None:
 
 async def test_alternatives_decode_as_rows_of_one_request(engine: Engine) -> None:
     request = GenerationRequest(prose(3000, 200), "w-alt", max_new_tokens=12, temperature=0.9, seed=3, n=3)
-    generation = engine.submit(request)
+    generation = await engine.submit(request)
     by_index: dict[int, str] = {}
     async for delta in generation:
         by_index[delta.index] = by_index.get(delta.index, "") + delta.text
@@ -104,8 +105,8 @@ async def test_alternatives_decode_as_rows_of_one_request(engine: Engine) -> Non
 
 
 async def test_cancel_stops_within_one_step_and_frees_its_rows(engine: Engine) -> None:
-    victim = engine.submit(GenerationRequest(prose(100, 300), "victim", max_new_tokens=200))
-    bystander = engine.submit(GenerationRequest(prose(500, 300), "bystander", max_new_tokens=40))
+    victim = await engine.submit(GenerationRequest(prose(100, 300), "victim", max_new_tokens=200))
+    bystander = await engine.submit(GenerationRequest(prose(500, 300), "bystander", max_new_tokens=40))
     await first_delta(victim)
     victim.cancel()
     completion = await victim.result()
@@ -122,10 +123,10 @@ async def test_cancel_stops_within_one_step_and_frees_its_rows(engine: Engine) -
 
 async def test_new_request_in_a_session_supersedes_the_old_one(engine: Engine, reference: Reference) -> None:
     text = prose(1500, 400)
-    old = engine.submit(GenerationRequest(text, "writer-3", max_new_tokens=200))
+    old = await engine.submit(GenerationRequest(text, "writer-3", max_new_tokens=200))
     await first_delta(old)
     newer_request = GenerationRequest(text + " She", "writer-3", max_new_tokens=12)
-    newer = engine.submit(newer_request)
+    newer = await engine.submit(newer_request)
 
     assert (await old.result()).status is Status.SUPERSEDED
     result = await newer.result()
@@ -135,7 +136,7 @@ async def test_new_request_in_a_session_supersedes_the_old_one(engine: Engine, r
 
 
 async def test_a_caller_that_goes_away_cancels_its_request(engine: Engine) -> None:
-    generation = engine.submit(GenerationRequest(prose(200, 300), "leaver", max_new_tokens=200))
+    generation = await engine.submit(GenerationRequest(prose(200, 300), "leaver", max_new_tokens=200))
     started = asyncio.Event()
 
     async def consume() -> None:
@@ -174,25 +175,47 @@ class FaultyRunner(ModelRunner):
         return super().forward(inputs)
 
 
-async def test_exception_in_a_step_fails_that_step_and_the_loop_serves_on(
+async def test_a_passing_fault_in_a_step_is_retried_and_fails_nobody(
     loaded_model: LoadedModel, reference: Reference
 ) -> None:
-    runner = FaultyRunner(loaded_model.model, at_call=4, fault=RuntimeError("injected"), when=lambda n: True)
+    runner = FaultyRunner(loaded_model.model, at_call=4, fault=RuntimeError("injected"), when=lambda n: n > 1)
     async with make_engine(loaded_model, runner) as engine:
-        hit = [
-            engine.submit(GenerationRequest(prose(300 * i, 150), f"f{i}", max_new_tokens=30))
-            for i in range(3)
-        ]
-        failed = await asyncio.gather(*(g.result() for g in hit))
-        assert {c.status for c in failed} == {Status.ERROR}
-        assert all("injected" in (c.error or "") for c in failed)
-        await engine.wait_idle()
-        assert engine.stats().kv_bytes == 0, "failed requests leave no KV behind"
-
-        after = GenerationRequest(prose(2500, 200), "f0", max_new_tokens=16)
-        completion = await engine.submit(after).result()
+        requests = [GenerationRequest(prose(300 * i, 150), f"f{i}", max_new_tokens=30) for i in range(3)]
+        completions = await asyncio.gather(*(complete(engine, r) for r in requests))
+    assert runner.faults == 1
+    for request, completion in zip(requests, completions):
         assert completion.status in (Status.LENGTH, Status.FINISHED)
-        assert completion.alternatives[0].tokens == reference(engine.prompt_tokens(after), 16)
+        assert completion.alternatives[0].tokens == reference(engine.prompt_tokens(request), 30)
+
+
+class PoisonedRunner(ModelRunner):
+    """Fails every forward pass that includes a row whose tokens begin with `poison`."""
+
+    def __init__(self, model: torch.nn.Module, poison: list[int]) -> None:
+        super().__init__(model)
+        self.poison = poison
+
+    def forward(self, inputs: list[RowInput]) -> torch.Tensor:
+        for item in inputs:
+            if (item.row.tokens + item.tokens)[: len(self.poison)] == self.poison:
+                raise RuntimeError("injected fault in a poisoned row")
+        return super().forward(inputs)
+
+
+async def test_a_model_fault_fails_only_the_request_whose_rows_cause_it(
+    loaded_model: LoadedModel, reference: Reference
+) -> None:
+    poisoned = GenerationRequest(prose(3000, 150), "poisoned", max_new_tokens=30)
+    probe = make_engine(loaded_model)
+    runner = PoisonedRunner(loaded_model.model, probe.prompt_tokens(poisoned))
+    async with make_engine(loaded_model, runner) as engine:
+        healthy = [GenerationRequest(prose(300 * i, 150), f"h{i}", max_new_tokens=30) for i in range(3)]
+        bad, *good = await asyncio.gather(*(complete(engine, r) for r in [poisoned, *healthy]))
+        assert bad.status is Status.ERROR and "poisoned row" in (bad.error or "")
+        for request, completion in zip(healthy, good):
+            assert completion.alternatives[0].tokens == reference(engine.prompt_tokens(request), 30)
+        await engine.wait_idle()
+        assert engine.stats().sessions == len(healthy), "the failed request's session was dropped"
 
 
 async def test_out_of_memory_retries_the_step_in_halves(
@@ -202,7 +225,7 @@ async def test_out_of_memory_retries_the_step_in_halves(
     runner = FaultyRunner(loaded_model.model, at_call=3, fault=oom, when=lambda n: n == 4)
     async with make_engine(loaded_model, runner) as engine:
         requests = [GenerationRequest(prose(250 * i, 120), f"o{i}", max_new_tokens=10) for i in range(4)]
-        completions = await asyncio.gather(*(engine.submit(r).result() for r in requests))
+        completions = await asyncio.gather(*(complete(engine, r) for r in requests))
 
     assert runner.faults == 1
     failed_at = runner.batch_sizes.index(4, 2)
@@ -216,9 +239,9 @@ async def test_out_of_memory_on_one_row_fails_only_that_request(loaded_model: Lo
     oom = torch.OutOfMemoryError("injected out of memory")
     runner = FaultyRunner(loaded_model.model, at_call=2, fault=oom, when=lambda n: n == 1)
     async with make_engine(loaded_model, runner) as engine:
-        lone = await engine.submit(GenerationRequest(prose(0, 100), "lone", max_new_tokens=10)).result()
+        lone = await complete(engine, GenerationRequest(prose(0, 100), "lone", max_new_tokens=10))
         assert lone.status is Status.ERROR and "out of memory" in (lone.error or "")
-        again = await engine.submit(GenerationRequest(prose(0, 100), "lone", max_new_tokens=10)).result()
+        again = await complete(engine, GenerationRequest(prose(0, 100), "lone", max_new_tokens=10))
         assert again.status is not Status.ERROR
 
 
@@ -228,7 +251,7 @@ async def test_thousand_short_requests_leave_the_engine_idle(loaded_model: Loade
         statuses: dict[Status, int] = {}
         for wave in range(20):
             generations = [
-                engine.submit(
+                await engine.submit(
                     GenerationRequest(
                         prose(37 * (wave * 50 + i) % 4000, 20 + i % 30),
                         f"short-{wave}-{i % 40}",
@@ -256,9 +279,8 @@ async def test_thousand_short_requests_leave_the_engine_idle(loaded_model: Loade
 
 async def test_a_full_queue_answers_busy_at_once(loaded_model: LoadedModel) -> None:
     async with make_engine(loaded_model, max_queue=2, max_rows=4) as engine:
-        generations = [
-            engine.submit(GenerationRequest(prose(0, 200), f"q{i}", max_new_tokens=4)) for i in range(6)
-        ]
+        requests = [GenerationRequest(prose(0, 200), f"q{i}", max_new_tokens=4) for i in range(6)]
+        generations = await asyncio.gather(*(engine.submit(r) for r in requests))
         busy = [g for g in generations if g.completion is not None and g.completion.status is Status.BUSY]
         assert len(busy) == 4
         served = await asyncio.gather(*(g.result() for g in generations if g not in busy))
@@ -267,7 +289,7 @@ async def test_a_full_queue_answers_busy_at_once(loaded_model: LoadedModel) -> N
 
 async def test_time_budget_ends_a_long_request(engine: Engine) -> None:
     request = GenerationRequest(prose(0, 200), "slow", max_new_tokens=1000, time_budget_s=0.3)
-    completion = await engine.submit(request).result()
+    completion = await complete(engine, request)
     assert completion.status is Status.TIME
     assert len(completion.alternatives[0].tokens) < 1000
 
@@ -276,14 +298,14 @@ async def test_stop_string_ends_an_alternative_without_including_it(
     engine: Engine, reference: Reference
 ) -> None:
     request = GenerationRequest(prose(0, 300), "stopper", max_new_tokens=30)
-    free = await engine.submit(request).result()
+    free = await complete(engine, request)
     text = free.alternatives[0].text
     stop = text[len(text) // 2 : len(text) // 2 + 3]
     assert len(stop) == 3
 
-    stopped = await engine.submit(
-        GenerationRequest(prose(0, 300), "stopper-2", max_new_tokens=30, stop=(stop,))
-    ).result()
+    stopped = await complete(
+        engine, GenerationRequest(prose(0, 300), "stopper-2", max_new_tokens=30, stop=(stop,))
+    )
     assert stopped.status is Status.STOP
     assert stopped.alternatives[0].text == text[: text.index(stop)]
 
@@ -302,7 +324,7 @@ async def test_long_prompt_is_cut_from_the_left_in_coarse_steps(engine: Engine) 
 async def test_a_prefix_is_spelled_out_first_and_left_out_of_the_text(engine: Engine) -> None:
     # the writer typed "acknowl": the prompt ends before the word, the model must begin with it
     healed = GenerationRequest("It is a truth universally", "heal", max_new_tokens=6, prefix=" acknowl")
-    completion = await engine.submit(healed).result()
+    completion = await complete(engine, healed)
     text = completion.alternatives[0].text
     assert text.startswith("edged"), text
     decoded = engine.tokenizer.decode(completion.alternatives[0].tokens)

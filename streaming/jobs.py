@@ -1,0 +1,119 @@
+"""A request inside the engine (`Job`, with one `AltState` per alternative) and the caller's handle
+on it (`Generation`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import torch
+
+from streaming.kv import RowCache
+from streaming.params import Completion, Delta, GenerationRequest, Status
+from streaming.text import TextStream
+
+if TYPE_CHECKING:
+    from streaming.sessions import Session
+
+Event = Delta | Completion
+
+
+@dataclass(eq=False)
+class AltState:
+    """One alternative of a decoding job: its row, its tokens so far and its text."""
+
+    index: int
+    row: RowCache
+    text: TextStream
+    generator: torch.Generator | None
+    tokens: list[int] = field(default_factory=list)
+    forced: str = ""  # what is left of the request's prefix for the next tokens to spell out
+    pending: int | None = None  # sampled, not yet fed to the model
+    status: Status | None = None
+
+
+@dataclass(eq=False)
+class Job:
+    """The engine's state for one request, from submit to completion."""
+
+    id: str
+    request: GenerationRequest
+    prompt_ids: list[int]
+    events: asyncio.Queue[Event]
+    submitted_at: float
+    deadline: float
+    session: Session | None = None
+    row: RowCache | None = None  # the prompt row: the session's, then alternative 0's
+    reused: int = 0
+    alts: list[AltState] = field(default_factory=list)
+    first_token_at: float | None = None
+    last_step: int = 0  # the last engine step whose forward included this job
+    ended_at_step: int | None = None
+    in_flight_at_end: int = 0  # 1 when a step including this job was running as it ended
+    completion: Completion | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.completion is not None
+
+    @property
+    def decoding(self) -> bool:
+        return bool(self.alts)
+
+    def live_alts(self) -> list[AltState]:
+        return [a for a in self.alts if a.status is None]
+
+
+class Generation:
+    """A caller's handle on one request: iterate for deltas, await `result()` for the outcome.
+
+    Use it as an async context manager so that a caller that goes away cancels the request.
+    """
+
+    def __init__(self, job: Job, cancel: Callable[[str], object]) -> None:
+        self._job = job
+        self._cancel = cancel
+
+    @property
+    def id(self) -> str:
+        return self._job.id
+
+    @property
+    def last_step(self) -> int:
+        return self._job.last_step
+
+    @property
+    def ended_at_step(self) -> int | None:
+        return self._job.ended_at_step
+
+    @property
+    def completion(self) -> Completion | None:
+        """The outcome once the request has ended (at once for `busy`), else None."""
+        return self._job.completion
+
+    async def __aiter__(self) -> AsyncIterator[Delta]:
+        while not self._job.events.empty() or not self._job.done:
+            event = await self._job.events.get()
+            if isinstance(event, Completion):
+                return
+            yield event
+
+    async def result(self) -> Completion:
+        async for _ in self:
+            pass
+        assert self._job.completion is not None
+        return self._job.completion
+
+    def cancel(self) -> None:
+        self._cancel(self._job.id)
+
+    async def __aenter__(self) -> Generation:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cancel()

@@ -1,0 +1,62 @@
+"""Sampling: every temperature and top_p that validation lets through, and broken logits, give a token."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streaming.sampling import sample_next
+
+VOCAB = 1000
+
+
+def logits() -> torch.Tensor:
+    return torch.randn(VOCAB, generator=torch.Generator().manual_seed(0)) * 8
+
+
+@pytest.mark.parametrize(
+    ("temperature", "top_k", "top_p"),
+    [
+        (1e-45, 0, 1.0),  # 1.4e-45 in float32: dividing by it overflowed to inf, softmax to NaN
+        (5e-324, 50, 0.95),  # the smallest double
+        (1e-45, 0, 1e-50),
+        (1.0, 0, 1e-50),  # 0 in float32: every token was cut, multinomial saw all zeros
+        (1.0, 0, 1e-30),
+        (2.0, 1, 1.0),
+        (0.7, 1_000_000, 0.5),
+    ],
+)
+def test_extreme_but_valid_settings_sample_a_likely_token(
+    temperature: float, top_k: int, top_p: float
+) -> None:
+    row = logits()
+    token = sample_next(row, temperature, top_k, top_p, torch.Generator().manual_seed(1))
+    if temperature < 1e-3 or top_p < 1e-3 or top_k == 1:
+        assert token == int(row.argmax()), "so little freedom leaves only the most likely token"
+    assert 0 <= token < VOCAB
+
+
+@pytest.mark.parametrize(
+    "fill",
+    [float("nan"), float("inf"), float("-inf")],
+)
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_broken_logits_never_reach_multinomial(fill: float, temperature: float) -> None:
+    row = logits()
+    row[::2] = fill
+    token = sample_next(row, temperature, 50, 0.9, torch.Generator().manual_seed(2))
+    assert 0 <= token < VOCAB
+    if fill == float("nan"):
+        assert token % 2 == 1, "a NaN logit is never chosen"
+
+
+def test_all_logits_broken_still_gives_a_token() -> None:
+    for fill in (float("nan"), float("-inf")):
+        assert 0 <= sample_next(torch.full((VOCAB,), fill), 0.7, 0, 0.9, None) < VOCAB
+
+
+def test_ordinary_sampling_is_seeded_and_spread() -> None:
+    row = torch.zeros(VOCAB)
+    draws = [sample_next(row, 1.0, 0, 1.0, torch.Generator().manual_seed(s)) for s in range(20)]
+    again = [sample_next(row, 1.0, 0, 1.0, torch.Generator().manual_seed(s)) for s in range(20)]
+    assert draws == again and len(set(draws)) > 10
