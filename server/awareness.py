@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from pycrdt import Decoder, write_message
 
+from server.yupdates import write_var_uint
+
 audit = logging.getLogger("cowrite.audit")
 
 # colours reach other pages inside `style` attributes: only plain hex colours are safe there
@@ -49,15 +51,6 @@ class Publisher(Protocol):
 
     username: str
     awareness_ids: set[int]
-
-
-def write_var_uint(number: int) -> bytes:
-    out = bytearray()
-    while number > 0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
 
 
 def encode_entries(entries: list[tuple[int, int, str]]) -> bytes:

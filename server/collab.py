@@ -38,7 +38,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.access import admit_socket, close_quietly, too_many_sockets
-from server.awareness import AwarenessLimits, AwarenessRefused, RoomPresence, write_var_uint
+from server.awareness import AwarenessLimits, AwarenessRefused, RoomPresence
 from server.errors import (
     WS_1013_TRY_AGAIN_LATER,
     WS_4403_FORBIDDEN,
@@ -47,7 +47,14 @@ from server.errors import (
 )
 from server.limits import SESSION_ENDED, IdleTimer, LiveSockets, idle_close
 from server.serial import SerialWorker, WorkerClosed
-from server.yupdates import PartlyApplied, UpdateShape, UpdateTooCostly, apply_in_pieces, read_update
+from server.yupdates import (
+    PartlyApplied,
+    UpdateShape,
+    UpdateTooCostly,
+    apply_in_pieces,
+    read_update,
+    write_var_uint,
+)
 from storage import collab
 from storage.database import Store
 from storage.documents import DocumentNotFound

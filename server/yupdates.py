@@ -88,15 +88,19 @@ class UpdateShape:
             while first < len(run.clocks):
                 last = min(len(run.clocks), first + ops_per_piece - count)
                 begin = run.start if first == 0 else run.ends[first - 1]
-                header = var_uint(last - first) + var_uint(run.client) + var_uint(run.clocks[first])
+                header = (
+                    write_var_uint(last - first)
+                    + write_var_uint(run.client)
+                    + write_var_uint(run.clocks[first])
+                )
                 current.append(header + update[begin : run.ends[last - 1]])
                 count += last - first
                 first = last
                 if count == ops_per_piece:
-                    pieces.append(var_uint(len(current)) + b"".join(current) + var_uint(0))
+                    pieces.append(write_var_uint(len(current)) + b"".join(current) + write_var_uint(0))
                     current, count = [], 0
         if current:
-            pieces.append(var_uint(len(current)) + b"".join(current) + var_uint(0))
+            pieces.append(write_var_uint(len(current)) + b"".join(current) + write_var_uint(0))
         deletes: list[tuple[int, list[tuple[int, int]]]] = []
         count = 0
         for client, ranges in self.deletions:
@@ -114,7 +118,8 @@ class UpdateShape:
         return pieces
 
 
-def var_uint(number: int) -> bytes:
+def write_var_uint(number: int) -> bytes:
+    """`number` as a Yjs variable-length unsigned integer."""
     out = bytearray()
     while number > 0x7F:
         out.append((number & 0x7F) | 0x80)
@@ -125,11 +130,11 @@ def var_uint(number: int) -> bytes:
 
 def encode_deletions(deletions: list[tuple[int, list[tuple[int, int]]]]) -> bytes:
     """An update that carries only a delete set."""
-    out = bytearray(var_uint(0) + var_uint(len(deletions)))
+    out = bytearray(write_var_uint(0) + write_var_uint(len(deletions)))
     for client, ranges in deletions:
-        out += var_uint(client) + var_uint(len(ranges))
+        out += write_var_uint(client) + write_var_uint(len(ranges))
         for clock, length in ranges:
-            out += var_uint(clock) + var_uint(length)
+            out += write_var_uint(clock) + write_var_uint(length)
     return bytes(out)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from server.auth import COOKIE
 
 PASSWORD = "a long enough passphrase"
@@ -49,3 +51,14 @@ async def account_async(http: Any, username: str, password: str = PASSWORD) -> d
     assert response.status_code in (200, 201), response.text
     http.cookies.clear()  # the caller passes the returned headers explicitly
     return {"cookie": f"{COOKIE}={response.cookies[COOKIE]}", "origin": origin_of(http)}
+
+
+def shared_document(url: str, owner: dict[str, str], editor: str, title: str = "Shared") -> str:
+    """A new document of `owner`'s (headers from `account`) that `editor` may edit; its id."""
+    created = httpx.post(f"{url}/api/documents", json={"title": title}, headers=owner)
+    assert created.status_code == 201, created.text
+    document = str(created.json()["id"])
+    invite = {"username": editor, "role": "editor"}
+    added = httpx.post(f"{url}/api/documents/{document}/members", json=invite, headers=owner)
+    assert added.status_code == 201, added.text
+    return document

@@ -24,9 +24,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(
-    port: int, data_dir: Path, env: Mapping[str, str] | None = None
-) -> subprocess.Popen[bytes]:
+def start_server(port: int, data_dir: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """`python -m server` on `port` with its data in `data_dir`, reusing the converted weights;
     `env` adds settings (`COWRITE_...`)."""
     models, shared = data_dir / "models", ROOT / "data" / "models"

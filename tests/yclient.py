@@ -28,7 +28,13 @@ from pycrdt import (
     write_message,
 )
 
-from server.collab import MESSAGE_REJECTED, MESSAGE_SAVED, write_var_uint
+from server.collab import MESSAGE_REJECTED, MESSAGE_SAVED
+from server.yupdates import write_var_uint
+
+
+def document_socket(url: str, document_id: str) -> str:
+    """The document socket's address on the server at `url` (http or https)."""
+    return url.replace("http", "ws", 1) + f"/ws/doc/{document_id}"
 
 
 def decode_state_vector(state: bytes) -> dict[int, int]:

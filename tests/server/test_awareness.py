@@ -14,12 +14,13 @@ import pytest
 from pycrdt import create_awareness_message, write_message
 
 from server.app import create_app
-from server.awareness import AwarenessLimits, RoomPresence, sanitized, write_var_uint
+from server.awareness import AwarenessLimits, RoomPresence, sanitized
 from server.settings import Settings
+from server.yupdates import write_var_uint
 from streaming.loader import LoadedModel
-from tests.accounts import account
+from tests.accounts import account, shared_document
 from tests.conftest import serve
-from tests.yclient import YClient
+from tests.yclient import YClient, document_socket
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,17 +42,6 @@ def live(
         yield url, people
 
 
-def new_socket(url: str, people: dict[str, dict[str, str]]) -> str:
-    """A fresh document of alice's that ed edits too; its socket URL."""
-    alice = people["alice"]
-    document = httpx.post(f"{url}/api/documents", json={"title": "Presence"}, headers=alice).json()["id"]
-    invite = {"username": "ed", "role": "editor"}
-    assert (
-        httpx.post(f"{url}/api/documents/{document}/members", json=invite, headers=alice).status_code == 201
-    )
-    return url.replace("http", "ws", 1) + f"/ws/doc/{document}"
-
-
 def entry(client_id: int, clock: int, state: str) -> bytes:
     return write_var_uint(client_id) + write_var_uint(clock) + write_message(state.encode())
 
@@ -62,7 +52,7 @@ def position(clock: int, tname: str = "content") -> dict[str, Any]:
 
 async def test_only_hex_colours_and_known_fields_reach_the_others(live: Any) -> None:
     url, people = live
-    socket = new_socket(url, people)
+    socket = document_socket(url, shared_document(url, people["alice"], "ed", "Presence"))
     async with (
         YClient(socket, headers=people["alice"]) as watcher,
         YClient(socket, headers=people["ed"]) as ed,
@@ -99,7 +89,7 @@ async def test_only_hex_colours_and_known_fields_reach_the_others(live: Any) -> 
 
 async def test_a_connection_may_use_only_a_few_client_ids(live: Any) -> None:
     url, people = live
-    socket = new_socket(url, people)
+    socket = document_socket(url, shared_document(url, people["alice"], "ed", "Presence"))
     limit = AwarenessLimits().ids_per_connection
     async with (
         YClient(socket, headers=people["alice"]) as watcher,
@@ -118,7 +108,7 @@ async def test_a_connection_may_use_only_a_few_client_ids(live: Any) -> None:
 
 async def test_a_message_claiming_400000_entries_is_refused_before_reading_them(live: Any) -> None:
     url, people = live
-    socket = new_socket(url, people)
+    socket = document_socket(url, shared_document(url, people["alice"], "ed", "Presence"))
     async with YClient(socket, headers=people["ed"]) as ed, httpx.AsyncClient(base_url=url) as http:
         await asyncio.wait_for(ed.synced.wait(), 10)
         claim = write_var_uint(415_000) + b"".join(entry(20_000 + i, 1, "{}") for i in range(50))
@@ -130,7 +120,7 @@ async def test_a_message_claiming_400000_entries_is_refused_before_reading_them(
 
 async def test_an_oversized_state_or_message_is_refused_and_not_relayed(live: Any) -> None:
     url, people = live
-    socket = new_socket(url, people)
+    socket = document_socket(url, shared_document(url, people["alice"], "ed", "Presence"))
     async with YClient(socket, headers=people["alice"]) as watcher:
         async with YClient(socket, headers=people["ed"]) as ed:
             big = json.dumps({"user": {"name": "ed"}, "padding": "x" * (9 << 10)})
@@ -151,7 +141,7 @@ async def test_an_oversized_state_or_message_is_refused_and_not_relayed(live: An
 
 async def test_a_room_caps_the_bytes_of_all_its_presence(live: Any) -> None:
     url, people = live
-    socket = new_socket(url, people)
+    socket = document_socket(url, shared_document(url, people["alice"], "ed", "Presence"))
     # each state is about 0.8 KiB after cleaning (two positions with long type names)
     bulky = {
         "user": {"name": "x"},

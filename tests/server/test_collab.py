@@ -17,7 +17,7 @@ from server.settings import Settings
 from streaming.loader import LoadedModel
 from tests.accounts import account
 from tests.conftest import serve
-from tests.yclient import YClient
+from tests.yclient import YClient, document_socket
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -40,10 +40,6 @@ def new_document(url: str, alice: dict[str, str], text: str = "") -> str:
     if text:
         httpx.patch(f"{url}/api/documents/{document['id']}", json={"text": text}, headers=alice)
     return str(document["id"])
-
-
-def socket_url(url: str, document_id: str) -> str:
-    return url.replace("http", "ws", 1) + f"/ws/doc/{document_id}"
 
 
 def stored_text(url: str, alice: dict[str, str], document_id: str) -> str:
@@ -72,7 +68,7 @@ def test_concurrent_random_edits_converge_to_the_stored_text(live: Any, scripts:
     document_id = new_document(url, alice, "The start.")
 
     async def run() -> None:
-        clients = [YClient(socket_url(url, document_id), headers=alice) for _ in scripts]
+        clients = [YClient(document_socket(url, document_id), headers=alice) for _ in scripts]
         for client in clients:
             await client.__aenter__()
         try:
@@ -110,7 +106,7 @@ def test_concurrent_random_edits_converge_to_the_stored_text(live: Any, scripts:
 async def test_a_document_from_before_co_editing_is_seeded_from_its_text(live: Any) -> None:
     url, _, alice = live
     document_id = new_document(url, alice, "Written before the CRDT.")
-    async with YClient(socket_url(url, document_id), headers=alice) as client:
+    async with YClient(document_socket(url, document_id), headers=alice) as client:
         await asyncio.wait_for(client.synced.wait(), 10)
         assert str(client.text) == "Written before the CRDT."
 
@@ -118,7 +114,7 @@ async def test_a_document_from_before_co_editing_is_seeded_from_its_text(live: A
 async def test_an_api_edit_reaches_connected_clients(live: Any) -> None:
     url, _, alice = live
     document_id = new_document(url, alice, "Café one two three.")
-    async with YClient(socket_url(url, document_id), headers=alice) as client:
+    async with YClient(document_socket(url, document_id), headers=alice) as client:
         await asyncio.wait_for(client.synced.wait(), 10)
         async with httpx.AsyncClient(base_url=url, headers=alice) as http:
             response = await http.patch(
@@ -131,8 +127,8 @@ async def test_an_api_edit_reaches_connected_clients(live: Any) -> None:
 async def test_someone_who_leaves_disappears_from_awareness(live: Any) -> None:
     url, _, alice = live
     document_id = new_document(url, alice)
-    async with YClient(socket_url(url, document_id), headers=alice) as watcher:
-        async with YClient(socket_url(url, document_id), headers=alice) as leaver:
+    async with YClient(document_socket(url, document_id), headers=alice) as watcher:
+        async with YClient(document_socket(url, document_id), headers=alice) as leaver:
             await leaver.set_awareness({"user": {"name": "Ann", "color": "#c33"}}, clock=1)
             await watcher.wait_for(lambda c: leaver.client_id in c.awareness)
             # the server labels every cursor with its account's name, whatever the client says
@@ -143,7 +139,7 @@ async def test_someone_who_leaves_disappears_from_awareness(live: Any) -> None:
 async def test_the_log_compacts_into_a_snapshot_with_the_same_state(live: Any) -> None:
     url, app, alice = live
     document_id = new_document(url, alice)
-    async with YClient(socket_url(url, document_id), headers=alice) as writer:
+    async with YClient(document_socket(url, document_id), headers=alice) as writer:
         await asyncio.wait_for(writer.synced.wait(), 10)
         for word in "the log grows by one entry per edit".split():
             writer.text.insert(len(str(writer.text)), word + " ")
@@ -160,7 +156,7 @@ async def test_the_log_compacts_into_a_snapshot_with_the_same_state(live: Any) -
             app.state.rooms.compact_after_entries = 500
         expected = str(writer.text)
     app.state.rooms._rooms.pop(document_id)  # the next client reloads the room from the database
-    async with YClient(socket_url(url, document_id), headers=alice) as reader:
+    async with YClient(document_socket(url, document_id), headers=alice) as reader:
         await asyncio.wait_for(reader.synced.wait(), 10)
         assert str(reader.text) == expected
 
@@ -168,13 +164,13 @@ async def test_the_log_compacts_into_a_snapshot_with_the_same_state(live: Any) -
 async def test_a_malformed_update_closes_the_socket_and_changes_nothing(live: Any) -> None:
     url, _, alice = live
     document_id = new_document(url, alice, "Intact.")
-    async with YClient(socket_url(url, document_id), headers=alice) as attacker:
+    async with YClient(document_socket(url, document_id), headers=alice) as attacker:
         await asyncio.wait_for(attacker.synced.wait(), 10)
         garbage = bytes([0, 2]) + bytes([7]) + bytes(random.Random(1).randrange(256) for _ in range(7))
         await attacker.send_raw(garbage)
         await attacker.wait_for(lambda c: c.closed is not None)
         assert attacker.closed == 1007
-    async with YClient(socket_url(url, document_id), headers=alice) as reader:
+    async with YClient(document_socket(url, document_id), headers=alice) as reader:
         await asyncio.wait_for(reader.synced.wait(), 10)
         assert str(reader.text) == "Intact."
     assert stored_text(url, alice, document_id) == "Intact."
@@ -182,6 +178,6 @@ async def test_a_malformed_update_closes_the_socket_and_changes_nothing(live: An
 
 async def test_a_socket_to_a_missing_document_is_closed(live: Any) -> None:
     url, _, alice = live
-    async with YClient(socket_url(url, "nope"), headers=alice) as client:
+    async with YClient(document_socket(url, "nope"), headers=alice) as client:
         await client.wait_for(lambda c: c.closed is not None)
     assert client.closed == 4404

@@ -15,13 +15,13 @@ import pytest
 from pycrdt import create_update_message
 
 from server.app import create_app
-from server.collab import write_var_uint
 from server.settings import Settings
+from server.yupdates import write_var_uint
 from storage import collab
 from streaming.loader import LoadedModel
-from tests.accounts import account
+from tests.accounts import account, shared_document
 from tests.conftest import serve
-from tests.yclient import YClient, decode_state_vector
+from tests.yclient import YClient, decode_state_vector, document_socket
 
 pytestmark = pytest.mark.timeout(180)
 TIGHT_LIMIT_MB = 1
@@ -54,17 +54,6 @@ def tight(
     yield from served(tmp_path_factory, settings, loaded_model, document_limit_mb=TIGHT_LIMIT_MB)
 
 
-def shared_document(url: str, people: dict[str, dict[str, str]]) -> str:
-    document = httpx.post(f"{url}/api/documents", json={"title": "Big"}, headers=people["ann"]).json()
-    invite = {"username": "bob", "role": "editor"}
-    httpx.post(f"{url}/api/documents/{document['id']}/members", json=invite, headers=people["ann"])
-    return str(document["id"])
-
-
-def socket_url(url: str, document_id: str) -> str:
-    return url.replace("http", "ws", 1) + f"/ws/doc/{document_id}"
-
-
 def deletions(client: int, clocks: range) -> bytes:
     """A Yjs v1 update with no structs and a delete set of one-character ranges."""
     out = bytearray(write_var_uint(0) + write_var_uint(1) + write_var_uint(client))
@@ -92,8 +81,8 @@ async def healthz_latencies(url: str, until: asyncio.Event) -> list[float]:
 
 async def test_a_delete_set_bomb_is_refused_before_it_is_applied_or_stored(live: Any) -> None:
     url, app, people = live
-    document = shared_document(url, people)
-    socket = socket_url(url, document)
+    document = shared_document(url, people["ann"], "bob", "Big")
+    socket = document_socket(url, document)
     async with YClient(socket, headers=people["ann"]) as ann, YClient(socket, headers=people["bob"]) as bob:
         await asyncio.wait_for(ann.synced.wait(), 10)
         await asyncio.wait_for(bob.synced.wait(), 10)
@@ -130,8 +119,8 @@ async def test_a_large_ordinary_update_goes_through_in_pieces(live: Any) -> None
     """Deleting every other character of a 40,000-character text, in one update: 20,000 delete
     ranges, under the cap, applied in several pieces, stored and relayed like any other."""
     url, app, people = live
-    document = shared_document(url, people)
-    socket = socket_url(url, document)
+    document = shared_document(url, people["ann"], "bob", "Big")
+    socket = document_socket(url, document)
     async with YClient(socket, headers=people["ann"]) as ann, YClient(socket, headers=people["bob"]) as bob:
         await asyncio.wait_for(ann.synced.wait(), 10)
         await asyncio.wait_for(bob.synced.wait(), 10)
@@ -144,8 +133,8 @@ async def test_a_large_ordinary_update_goes_through_in_pieces(live: Any) -> None
 
 async def test_a_document_cannot_grow_past_its_limit(tight: Any) -> None:
     url, app, people = tight
-    document = shared_document(url, people)
-    socket = socket_url(url, document)
+    document = shared_document(url, people["ann"], "bob", "Big")
+    socket = document_socket(url, document)
     half = "y" * (TIGHT_LIMIT_MB << 19)
     async with YClient(socket, headers=people["ann"]) as ann, YClient(socket, headers=people["bob"]) as bob:
         await asyncio.wait_for(ann.synced.wait(), 10)
@@ -172,8 +161,8 @@ async def test_an_update_that_takes_too_long_is_undone_by_reloading_the_room(
     """Past its time limit an update is refused part way: the room is reloaded from its log (so
     nothing of it stays), its sender told 4413 and everyone else to reconnect (1013)."""
     url, app, people = live
-    document = shared_document(url, people)
-    socket = socket_url(url, document)
+    document = shared_document(url, people["ann"], "bob", "Big")
+    socket = document_socket(url, document)
     async with YClient(socket, headers=people["ann"]) as ann, YClient(socket, headers=people["bob"]) as bob:
         await asyncio.wait_for(ann.synced.wait(), 10)
         await asyncio.wait_for(bob.synced.wait(), 10)

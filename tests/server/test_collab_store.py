@@ -22,9 +22,9 @@ from server.app import create_app
 from server.settings import Settings
 from storage import accounts, collab
 from streaming.loader import LoadedModel
-from tests.accounts import account
+from tests.accounts import account, shared_document
 from tests.conftest import serve
-from tests.yclient import YClient
+from tests.yclient import YClient, document_socket
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,17 +68,6 @@ def faults(live: Any) -> Iterator[FaultyStore]:
     faulty.restore()
 
 
-def shared_document(url: str, people: dict[str, dict[str, str]]) -> str:
-    document = httpx.post(f"{url}/api/documents", json={"title": "Shared"}, headers=people["ann"]).json()
-    invite = {"username": "bob", "role": "editor"}
-    httpx.post(f"{url}/api/documents/{document['id']}/members", json=invite, headers=people["ann"])
-    return str(document["id"])
-
-
-def socket_url(url: str, document_id: str) -> str:
-    return url.replace("http", "ws", 1) + f"/ws/doc/{document_id}"
-
-
 def append_at_end(client: YClient, words: str) -> None:
     client.text.insert(len(str(client.text).encode()), words)
 
@@ -87,7 +76,7 @@ async def reloaded_text(app: Any, url: str, document_id: str, headers: dict[str,
     """The document as the database holds it: the (idle) room is dropped, so that the next client
     loads it again from its log."""
     app.state.rooms._rooms.pop(document_id, None)
-    async with YClient(socket_url(url, document_id), headers=headers) as reader:
+    async with YClient(document_socket(url, document_id), headers=headers) as reader:
         await asyncio.wait_for(reader.synced.wait(), 10)
         return str(reader.text)
 
@@ -96,8 +85,8 @@ async def test_an_update_reaches_the_others_when_its_sender_leaves_while_it_is_s
     live: Any, faults: FaultyStore
 ) -> None:
     url, app, people = live
-    document = shared_document(url, people)
-    socket = socket_url(url, document)
+    document = shared_document(url, people["ann"], "bob", "Shared")
+    socket = document_socket(url, document)
     storing = threading.Event()
 
     async def store_once_the_sender_is_gone(fn: Callable[..., Any], *args: Any) -> Any:
@@ -127,8 +116,8 @@ async def test_an_update_reaches_the_others_when_its_sender_leaves_while_it_is_s
 
 async def test_a_store_that_fails_once_is_retried_and_nobody_notices(live: Any, faults: FaultyStore) -> None:
     url, app, people = live
-    document = shared_document(url, people)
-    socket = socket_url(url, document)
+    document = shared_document(url, people["ann"], "bob", "Shared")
+    socket = document_socket(url, document)
     async with YClient(socket, headers=people["ann"]) as ann, YClient(socket, headers=people["bob"]) as bob:
         await asyncio.wait_for(ann.synced.wait(), 10)
         await asyncio.wait_for(bob.synced.wait(), 10)
@@ -142,8 +131,8 @@ async def test_a_store_that_fails_once_is_retried_and_nobody_notices(live: Any, 
 
 async def test_no_acknowledged_edit_is_lost_to_a_longer_outage(live: Any, faults: FaultyStore) -> None:
     url, app, people = live
-    document = shared_document(url, people)
-    socket = socket_url(url, document)
+    document = shared_document(url, people["ann"], "bob", "Shared")
+    socket = document_socket(url, document)
     ann_doc: Doc[Text] = Doc()
     bob_doc: Doc[Text] = Doc()
     async with YClient(socket, headers=people["ann"], doc=ann_doc) as ann:
@@ -179,15 +168,15 @@ async def test_no_acknowledged_edit_is_lost_to_a_longer_outage(live: Any, faults
 
 async def test_a_handshake_during_an_outage_is_answered_503(live: Any, faults: FaultyStore) -> None:
     url, _, people = live
-    document = shared_document(url, people)
+    document = shared_document(url, people["ann"], "bob", "Shared")
     faults.failing[accounts.session_user] = math.inf
     with pytest.raises(websockets.InvalidStatus) as refused:
-        async with websockets.connect(socket_url(url, document), additional_headers=people["ann"]):
+        async with websockets.connect(document_socket(url, document), additional_headers=people["ann"]):
             pass
     assert refused.value.response.status_code == 503
     async with httpx.AsyncClient(base_url=url, headers=people["ann"]) as http:
         response = await http.get(f"/api/documents/{document}")
     assert response.status_code == 503 and response.json()["error"]["code"] == "unavailable"
     faults.failing.clear()
-    async with YClient(socket_url(url, document), headers=people["ann"]) as ann:
+    async with YClient(document_socket(url, document), headers=people["ann"]) as ann:
         await asyncio.wait_for(ann.synced.wait(), 10)

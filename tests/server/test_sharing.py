@@ -18,9 +18,10 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from server.app import create_app
-from server.collab import MESSAGE_ROLE_CHANGED, write_var_uint
+from server.collab import MESSAGE_ROLE_CHANGED
 from server.errors import WS_4403_FORBIDDEN
 from server.settings import Settings
+from server.yupdates import write_var_uint
 from storage import documents
 from storage.models import ShareLink, utcnow
 from streaming.loader import LoadedModel

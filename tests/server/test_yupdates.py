@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, TransactionEvent, get_state
 
-from server.collab import write_var_uint
 from server.yupdates import (
     PartlyApplied,
     UpdateTooCostly,
@@ -19,6 +18,7 @@ from server.yupdates import (
     decode_state,
     encode_deletions,
     read_update,
+    write_var_uint,
 )
 
 edits = st.lists(
