@@ -6,6 +6,8 @@
 #   docker build -t cowrite:cuda --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 .
 # Run (documents, converted weights and settings live in the /data volume):
 #   docker run -p 8000:8000 -v cowrite-data:/data cowrite            # add --gpus all for CUDA
+# Reached by a name other than localhost, say which (others get 400; see docs/security.md):
+#   docker run -p 8000:8000 -v cowrite-data:/data -e COWRITE_ALLOWED_HOSTS=cowrite.example.com cowrite
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
