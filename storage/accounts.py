@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from storage.models import LOCAL_USER, AuthSession, Document, User, UserRead, as_utc, utcnow
@@ -25,12 +26,13 @@ def count_users(session: Session) -> int:
 def create_user(session: Session, username: str, password_hash: str, is_admin: bool = False) -> UserRead:
     """A new account. The first account ever made is an admin and adopts the documents written
     before accounts existed, so upgrading an older data folder loses nothing."""
-    if session.get(User, username) is not None:
-        raise UsernameTaken(username)
     first = count_users(session) == 0
     user = User(username=username, password_hash=password_hash, is_admin=is_admin or first)
     session.add(user)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # the name's row exists: made before, or by a sign-up racing this one
+        raise UsernameTaken(username) from None
     if first:
         session.exec(update(Document).where(col(Document.owner) == LOCAL_USER).values(owner=username))
     return UserRead(username=user.username, is_admin=user.is_admin)

@@ -380,3 +380,13 @@ async def test_simultaneous_sign_ups_cannot_pass_the_limit(
             bodies = [credentials(f"new{i}") for i in range(SIMULTANEOUS)]
             answered = await all_at_once(url, "/api/auth/signup", bodies)
     assert answered == {201: 5, 429: SIMULTANEOUS - 5}
+
+
+async def test_simultaneous_sign_ups_of_one_name_make_one_account(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    """Each passes the "taken?" check before any is stored: the database's refusal is a 409 too."""
+    with serve(create_app(app_settings, loaded_model)) as url:
+        async with asyncio.timeout(240):
+            answered = await all_at_once(url, "/api/auth/signup", [credentials("twin")] * 8)
+    assert answered.get(201) == 1 and answered.get(409) == 7, answered
