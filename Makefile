@@ -8,7 +8,7 @@ UI := editor_ui
 UI_DEPS := $(UI)/node_modules/.package-lock.json
 BUNDLES := $(UI)/static/editor.js $(UI)/static/list.js $(UI)/static/auth.js
 
-.PHONY: install run test bench lint ui ui-check e2e-deps clean
+.PHONY: install run test bench bench-peer lint ui ui-check e2e-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ bench: install
 	$(PY) -m bench.engine
 	$(PY) -m bench.writers
 	$(PY) -m bench.collab
+
+# the peer a writer would otherwise run: llama.cpp's llama-server on the same GGUF, built once into
+# ~/.cache/cowrite/peer (10-15 minutes on 2 cores), then the writers bench against both, alternately
+bench-peer: install
+	$(PY) -m bench.peer build
+	$(PY) -m bench.writers --peer --writers 1 4 8 16
 
 lint: install
 	$(VENV)/bin/ruff check server streaming storage tests bench

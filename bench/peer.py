@@ -1,0 +1,115 @@
+"""The peer a writer would otherwise run: llama.cpp's `llama-server` on the same GGUF file.
+
+`python -m bench.peer build` (what `make bench-peer` runs) builds `llama-server` once from the
+llama.cpp sources vendored in the `llama-cpp-python` sdist on PyPI, into a cache outside the
+repository (`~/.cache/cowrite/peer` by default; about 10-15 minutes on 2 cores). Later calls find
+it there. `serve()` starts it on the bundled model for the benchmarks. Not part of `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import httpx
+
+from streaming.loader import bundled_gguf
+
+SDIST = "llama-cpp-python"
+VERSION = "0.3.36"
+CACHE = Path.home() / ".cache" / "cowrite" / "peer"
+CMAKE_FLAGS = [
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DGGML_NATIVE=ON",
+    "-DLLAMA_CURL=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_BUILD_APP=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+]
+# the peer's settings in the issue's comparison: 16 parallel slots, 2 threads, a 16k context
+SERVE_FLAGS = ["-np", "16", "-t", "2", "-c", "16384"]
+
+
+def binary(cache: Path = CACHE) -> Path:
+    return cache / f"llama.cpp-{VERSION}" / "build" / "bin" / "llama-server"
+
+
+def build(cache: Path = CACHE) -> Path:
+    """`llama-server`, built from the sdist unless the cache already holds it."""
+    target = binary(cache)
+    if target.exists():
+        return target
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench.peer: building llama-server needs {tool} on the PATH")
+    cache.mkdir(parents=True, exist_ok=True)
+    archive = cache / f"{SDIST.replace('-', '_')}-{VERSION}.tar.gz"
+    if not archive.exists():
+        print(f"downloading the {SDIST} {VERSION} sdist", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", str(cache)]
+            + [f"{SDIST}=={VERSION}"],
+            check=True,
+        )
+    sources = cache / f"llama.cpp-{VERSION}"
+    if not (sources / "CMakeLists.txt").exists():
+        print("unpacking the vendored llama.cpp", flush=True)
+        prefix = f"{archive.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
+        with tarfile.open(archive) as tar:
+            members = []
+            for member in tar.getmembers():
+                if member.name.startswith(prefix) and len(member.name) > len(prefix):
+                    member.name = member.name[len(prefix) :]
+                    members.append(member)
+            tar.extractall(sources, members=members, filter="data")
+    build_dir = sources / "build"
+    jobs = str(os.cpu_count() or 2)
+    print(f"building llama-server with {jobs} jobs (about 10-15 minutes on 2 cores)", flush=True)
+    started = time.monotonic()
+    subprocess.run(["cmake", "-S", str(sources), "-B", str(build_dir), *CMAKE_FLAGS], check=True)
+    subprocess.run(["cmake", "--build", str(build_dir), "--target", "llama-server", "-j", jobs], check=True)
+    print(f"built {target} in {time.monotonic() - started:.0f} s", flush=True)
+    return target
+
+
+def serve(port: int, log_path: Path, cache: Path = CACHE) -> subprocess.Popen[bytes]:
+    """`llama-server` on the bundled GGUF at 127.0.0.1:`port`, as the comparison runs it."""
+    target = binary(cache)
+    if not target.exists():
+        raise SystemExit("bench.peer: llama-server is not built; run `make bench-peer` first")
+    command = [str(target), "-m", str(bundled_gguf()), "--host", "127.0.0.1", "--port", str(port)]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(command + SERVE_FLAGS, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_peer_ready(url: str, server: subprocess.Popen[bytes], within_s: float = 120.0) -> None:
+    """Return once the peer's `/health` says it has loaded the model."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit("bench.peer: llama-server exited during start-up; see its log")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"bench.peer: llama-server did not answer within {within_s:g} s")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["build", "where"])
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where the sdist and the build live")
+    args = parser.parse_args()
+    print(build(args.cache) if args.command == "build" else binary(args.cache))
