@@ -68,28 +68,24 @@ Frame = dict[str, Any]
 # the page's tab id (`?tab=`), part of the engine session key; anything else counts as no tab
 TAB_ID = re.compile(r"^[A-Za-z0-9_-]{0,32}$")
 
-# the half-typed word (and the spaces before it) at the end of `before`: healed by the engine
-WORD_TAIL = re.compile(r" {0,16}[A-Za-z]{0,32}$")
-
 
 def to_request(message: Suggest, session: str, owner: str = "") -> GenerationRequest | None:
-    """The engine request for a `suggest`; None when there is nothing to continue."""
+    """The engine request for a `suggest`; None when there is nothing to continue.
+
+    The whole text before the cursor is the prompt, token-healed: its last token (the half-typed
+    word, or the space the writer paused after) is re-chosen by the first step.
+    """
     before = message.before
-    tail = WORD_TAIL.search(before)
-    prefix = tail.group(0) if tail else ""
-    prompt = before[: len(before) - len(prefix)]
-    if not prompt.strip():
-        prompt, prefix = before, ""
-    if not prompt.strip():
+    if not before.strip():
         return None
     rest_of_line = message.after.split("\n", 1)[0]
     # a suggestion never runs into the next paragraph, nor past the end of a line that goes on
     stop = ("\n",) if rest_of_line.strip() else ("\n\n",)
     settings = message.settings
     return GenerationRequest(
-        prompt=prompt,
+        prompt=before,
         session=session,
-        prefix=prefix,
+        heal=True,
         max_new_tokens=settings.max_tokens,
         temperature=settings.temperature,
         top_p=0.95 if settings.temperature > 0 else 1.0,
@@ -238,7 +234,7 @@ class SuggestionSocket:
         if request is None:
             return
         try:
-            generation = await self.engine.submit(replace(request, max_new_tokens=1, n=1, prefix=""))
+            generation = await self.engine.submit(replace(request, max_new_tokens=1, n=1))
         except InvalidRequest:
             return  # nobody waits for a prime's answer
         group.start_soon(_await_quietly, generation)
@@ -281,7 +277,10 @@ class SuggestionSocket:
                 )
                 self._remember(message.id, suggestion_id)
                 async for delta in generation:
-                    await send.send(server_frame("delta", id=message.id, index=delta.index, text=delta.text))
+                    frame = server_frame(
+                        "delta", id=message.id, index=delta.index, text=delta.text, tokens=delta.tokens
+                    )
+                    await send.send(frame)
                 completion = await generation.result()
         finally:
             self.live.pop(message.id, None)

@@ -145,10 +145,11 @@ class Engine:
         started = time.perf_counter()
         text = "It is a truth universally acknowledged,"  # a few tokens: within any sane prompt limit
         requests = [
-            GenerationRequest(text, "warm-up-greedy", max_new_tokens=4, prefix=" tha"),
+            GenerationRequest(text + " tha", "warm-up-greedy", max_new_tokens=4, heal=True),
             GenerationRequest(
                 text, "warm-up-sampled", max_new_tokens=4, temperature=0.7, top_p=0.95, top_k=50, n=2, seed=0
             ),
+            GenerationRequest(text, "warm-up-prefixed", max_new_tokens=2, prefix=" tha"),
         ]
         self._warming = True
         try:
@@ -207,12 +208,21 @@ class Engine:
             raise
         if job.done:  # superseded, cancelled or abandoned while it was tokenized
             return Generation(job, self.cancel)
+        if request.heal:
+            self._take_healed(job)
         if self._full():
             self._finish(job, Status.BUSY, error=self._busy_reason())
             return Generation(job, self.cancel)
         self._waiting.push(job)
         self._wake.set()
         return Generation(job, self.cancel)
+
+    def _take_healed(self, job: Job) -> None:
+        """Token healing: the prompt's last token comes off, and the first token sampled must begin
+        with its text (one step, the one that would read that token anyway)."""
+        ids = job.prompt_ids
+        if len(ids) - len(self._bos) >= 2 and self._vocabulary.healable(ids[-1]):
+            job.healed = ids.pop()
 
     def cancel(self, request_id: str) -> bool:
         """Cancel a queued or running request; False if it is unknown or already over."""
@@ -525,14 +535,21 @@ class Engine:
                         request.seed if request.seed is not None else int.from_bytes(uuid.uuid4().bytes[:7])
                     )
                     generator.manual_seed(seed + index)
-                stream = TextStream(self.tokenizer, request.stop, skip=len(request.prefix))
-                job.alts.append(AltState(index, row, stream, generator, forced=request.prefix))
+                healed = self._vocabulary.text(job.healed) if job.healed is not None else ""
+                skip = len(request.prefix) + len(healed)
+                stream = TextStream(self.tokenizer, request.stop, skip=skip)
+                job.alts.append(
+                    AltState(index, row, stream, generator, forced=request.prefix, healing=job.healed)
+                )
             targets = job.alts
         else:
             targets = [alt]
         for target in targets:
             row_logits = logits.cpu()
-            if target.forced:
+            if target.healing is not None:
+                row_logits = self._vocabulary.heal(row_logits, target.healing)
+                target.healing = None
+            elif target.forced:
                 row_logits = self._vocabulary.restrict(row_logits, target.forced)
             token = sample_next(
                 row_logits, request.temperature, request.top_k, request.top_p, target.generator

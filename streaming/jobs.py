@@ -31,6 +31,7 @@ class AltState:
     generator: torch.Generator | None
     tokens: list[int] = field(default_factory=list)
     forced: str = ""  # what is left of the request's prefix for the next tokens to spell out
+    healing: int | None = None  # the healed token, until the first token (which must begin with it)
     pending: int | None = None  # sampled, not yet fed to the model
     status: Status | None = None
 
@@ -48,6 +49,7 @@ class Job:
     session: Session | None = None
     row: RowCache | None = None  # the prompt row: the session's, then alternative 0's
     reused: int = 0
+    healed: int | None = None  # the prompt's last token, taken off to be healed (`request.heal`)
     alts: list[AltState] = field(default_factory=list)
     first_token_at: float | None = None
     last_step: int = 0  # the last engine step whose forward included this job

@@ -59,6 +59,9 @@ class GenerationRequest:
     # typed, cut from the prompt so that the model sees whole tokens ("token healing")
     prefix: str = ""
     owner: str = ""
+    # token healing: the prompt's last token is taken off and the first token sampled must begin
+    # with its text, so a pause in the middle of a token costs one step, not a stuck boundary
+    heal: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt:
@@ -86,6 +89,10 @@ class GenerationRequest:
             raise InvalidRequest("time_budget_s", "must be greater than 0")
         if not isinstance(self.owner, str):
             raise InvalidRequest("owner", "must be a string")
+        if not isinstance(self.heal, bool):
+            raise InvalidRequest("heal", "must be true or false")
+        if self.heal and self.prefix:
+            raise InvalidRequest("heal", "cannot be combined with a prefix")
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

@@ -1,7 +1,9 @@
 """Each token's text, for constraining a continuation to begin with a given prefix.
 
-Used for token healing: the writer's half-typed word is cut from the prompt, and the first
-tokens sampled must spell it out again, so the model reads whole tokens and completes the word.
+Used for token healing: the prompt's last token is taken off, and the first token sampled must
+begin with its text, so the model is not stuck behind a token boundary the writer's pause put
+there ("The cat sat on the ma" continues as " mat", not " ma" + "t"). `restrict` is the older,
+multi-token form: any prefix, spelled out over as many steps as it takes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections import defaultdict
 from typing import Protocol
 
 import torch
+
+HEAL_CACHE = 4096  # tokens whose healing candidates are kept
 
 
 class Decoder(Protocol):
@@ -24,6 +28,7 @@ class Vocabulary:
         self._size = size
         self._texts: list[str] = []
         self._by_first: dict[str, list[int]] = {}
+        self._heal_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _build(self) -> None:
         texts = [self._decoder.decode([i], skip_special_tokens=True) for i in range(self._size)]
@@ -53,6 +58,54 @@ class Vocabulary:
         index = torch.tensor(allowed)
         masked[index] = logits[index]
         return masked
+
+    def text(self, token: int) -> str:
+        """The token's text alone."""
+        if not self._texts:
+            self._build()
+        return self._texts[token] if 0 <= token < len(self._texts) else ""
+
+    def healable(self, token: int) -> bool:
+        """Whether a prompt's last token can be healed: a whole, printable piece of text."""
+        text = self.text(token)
+        return bool(text) and "\ufffd" not in text
+
+    def heal(self, logits: torch.Tensor, token: int) -> torch.Tensor:
+        """Logits for the healed step: only tokens that begin with `token`'s whole text survive.
+
+        The typed text is never cut short, so healing costs exactly one step. A token that glues
+        letters onto a word the writer ended with a letter ("and" -> "andy") survives only if the
+        model finds it likelier than the word as typed: a finished word stays finished unless the
+        model clearly reads it as unfinished (" ma" -> " mat").
+        """
+        keep, glued = self._extensions(token)
+        masked = torch.full_like(logits, float("-inf"))
+        masked[token] = logits[token]
+        if keep.numel():
+            masked[keep] = logits[keep]
+        if glued.numel():
+            likelier = glued[logits[glued] >= logits[token]]
+            masked[likelier] = logits[likelier]
+        return masked
+
+    def _extensions(self, token: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The other tokens that begin with `token`'s text: those that do not glue letters onto
+        it, and those that do. Cached per token (a writer pauses on the same few often)."""
+        cached = self._heal_cache.get(token)
+        if cached is None:
+            text = self.text(token)
+            keep: list[int] = []
+            glued: list[int] = []
+            for candidate in self._by_first.get(text[0], []):
+                other = self._texts[candidate]
+                if candidate != token and len(other) > len(text) and other.startswith(text):
+                    glues = text[-1].isalpha() and other[len(text)].isalpha()
+                    (glued if glues else keep).append(candidate)
+            cached = torch.tensor(keep, dtype=torch.long), torch.tensor(glued, dtype=torch.long)
+            if len(self._heal_cache) >= HEAL_CACHE:
+                self._heal_cache.pop(next(iter(self._heal_cache)))
+            self._heal_cache[token] = cached
+        return cached
 
     def consume(self, prefix: str, token: int) -> str:
         """What is left of `prefix` after `token`."""
