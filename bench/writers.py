@@ -62,6 +62,7 @@ class Attempt:
     sent: float
     chunks: list[tuple[float, str]] = field(default_factory=list)
     ended: float | None = None
+    first_tokens: int | None = None  # tokens generated when the first text came (Cowrite says)
 
     def shown_by(self, moment: float) -> str:
         return "".join(text for at, text in self.chunks if at <= moment)
@@ -75,6 +76,9 @@ class Pause:
     first_text_s: float  # MISSED when no text came before the writer resumed
     whole_s: float  # MISSED when the suggestion had not ended before the writer resumed
     saved: int  # characters taken with Tab, less the Tab
+    after_word: bool = False  # the writer paused right after a word, before its space
+    glued: bool = False  # ... and the suggestion went on with letters, gluing them onto it
+    extra_steps: int | None = None  # steps before the first text beyond the first (token healing)
 
 
 @dataclass
@@ -109,6 +113,8 @@ class CowriteSuggester:
             attempt = self.current[1]
             if frame["type"] == "delta":
                 attempt.chunks.append((time.perf_counter(), frame["text"]))
+                if attempt.first_tokens is None and frame["text"]:
+                    attempt.first_tokens = frame.get("tokens")
             elif frame["type"] in ("done", "error"):
                 attempt.ended = time.perf_counter()
                 self.ended.set()
@@ -196,7 +202,8 @@ def taken(shown: str, upcoming: str, after_space: bool) -> int:
 
 
 def pause_points(text: str, rng: random.Random, count: int) -> list[int]:
-    """Where the writer pauses: after phrases of 3 to 9 words (each ends after a space)."""
+    """Where the writer pauses: after phrases of 3 to 9 words, half the time after the space that
+    follows the last word and half the time right after the word itself."""
     points, i = [], 0
     for _ in range(count):
         for _ in range(rng.randint(3, 9)):
@@ -204,7 +211,7 @@ def pause_points(text: str, rng: random.Random, count: int) -> list[int]:
             if nxt < 0:
                 return points
             i = nxt + 1
-        points.append(i)
+        points.append(i if rng.random() < 0.5 else i - 1)
     return points
 
 
@@ -243,6 +250,8 @@ async def type_and_pause(
         first = attempt.first_text()
         shown = attempt.shown_by(resumed)
         k = taken(shown, to_type[done:], text.endswith(" "))
+        after_word = text[-1:].isalpha() and not to_type[done : done + 1].isalpha()
+        whole_text = "".join(chunk for _, chunk in attempt.chunks)
         result.pauses.append(
             Pause(
                 first_text_s=MISSED if first is None or first > resumed else first - attempt.sent,
@@ -250,6 +259,9 @@ async def type_and_pause(
                 if attempt.ended is None or attempt.ended > resumed
                 else attempt.ended - attempt.sent,
                 saved=max(0, k - 1),
+                after_word=after_word,
+                glued=after_word and whole_text[:1].isalpha(),
+                extra_steps=None if attempt.first_tokens is None else attempt.first_tokens - 1,
             )
         )
         if k:
@@ -326,6 +338,8 @@ def summarize(results: list[WriterResult]) -> dict[str, float]:
     first = [p.first_text_s for p in pauses]
     whole = [p.whole_s for p in pauses]
     characters = sum(r.characters for r in results)
+    after_word = [p for p in pauses if p.after_word]
+    steps = [p.extra_steps for p in pauses if p.extra_steps is not None]
     return {
         "pauses": len(pauses),
         "first_text_p50_ms": percentile_or_missed(first, 50) * 1000,
@@ -333,6 +347,8 @@ def summarize(results: list[WriterResult]) -> dict[str, float]:
         "whole_p50_ms": percentile_or_missed(whole, 50) * 1000,
         "shown_share": sum(p.first_text_s != MISSED for p in pauses) / len(pauses),
         "keystroke_savings": sum(p.saved for p in pauses) / characters if characters else 0.0,
+        "glued_share": sum(p.glued for p in after_word) / len(after_word) if after_word else 0.0,
+        "extra_steps_mean": statistics.mean(steps) if steps else 0.0,
     }
 
 
@@ -367,6 +383,7 @@ METRICS = [
     ("whole suggestion, p50", "whole_p50_ms", "ms"),
     ("shown before the writer resumes", "shown_share", "%"),
     ("keystroke savings", "keystroke_savings", "%"),
+    ("glued onto a finished word", "glued_share", "%"),
 ]
 
 

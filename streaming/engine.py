@@ -42,7 +42,7 @@ class EngineLimits:
 
     max_rows: int = 32  # decode rows in one batch (each alternative is a row)
     max_queue: int = 64  # requests waiting for a row; past this, new ones get `busy`
-    prefill_chunk: int = 256  # prompt tokens prefilled per step, shared by waiting requests
+    prefill_chunk: int = 256  # prompt tokens read per step, shared by waiting requests in whole chunks
     context_tokens: int = 2048  # prompt + new tokens per row, capped by the model's own limit
     kv_budget_bytes: int = 2 << 30  # all rows' KV, active and cached sessions together
     max_sessions: int = 512
@@ -456,10 +456,17 @@ class Engine:
         decoding = [j for j in self._active if j.decoding]
         prefilling = [j for j in self._active if not j.decoding]
         for job in decoding + prefilling:
-            if job.done or (not job.decoding and budget == 0):
+            if job.done:
                 continue
+            if not job.decoding:
+                assert job.row is not None
+                # a prompt is read in whole chunks from where its row starts, whatever else is in
+                # the step, so in bf16 a row's numbers do not depend on its neighbours
+                chunk = min(len(job.prompt_ids) - job.row.length, self.limits.prefill_chunk)
+                if chunk > budget and budget < self.limits.prefill_chunk:
+                    continue  # no room left in this step: the next one
             try:
-                items = self._inputs(job, budget)
+                items = self._inputs(job, self.limits.prefill_chunk)
             except Exception as exc:
                 self._fail(job, "planning its step", exc)
                 continue

@@ -61,10 +61,23 @@ def choose_device(requested: str = "auto") -> torch.device:
     return device
 
 
+def cpu_runs_bf16() -> bool:
+    """Whether this CPU has native bf16 matmuls (AVX512-BF16 or AMX) that oneDNN uses."""
+    return torch.backends.mkldnn.is_available() and bool(  # type: ignore[no-untyped-call]
+        torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
 def choose_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """bf16 on a GPU, fp32 on the CPU, unless a dtype is named."""
+    """bf16 on a GPU and on a CPU with native bf16 matmuls, else fp32, unless a dtype is named.
+
+    On this project's 2-core AVX512-BF16 CPU, bf16 with prepacked weights decoded 16 rows 1.5x as
+    fast as fp32 and read a 500-token prompt 2.7x as fast (docs/engine.md).
+    """
     if requested == "auto":
-        return torch.float32 if device.type == "cpu" else torch.bfloat16
+        if device.type == "cpu":
+            return torch.bfloat16 if cpu_runs_bf16() else torch.float32
+        return torch.bfloat16
     if requested not in DTYPES:
         raise ModelLoadError(f"unknown dtype {requested!r}; set {DTYPE_SETTING} to auto, {', '.join(DTYPES)}")
     return DTYPES[requested]

@@ -15,8 +15,10 @@ import torch.nn.functional as F
 
 from streaming.errors import ModelLoadError
 from streaming.kv import CacheShape, RowCache
+from streaming.loader import cpu_runs_bf16
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
+PACKED_PIECE_ROWS = 64  # the most rows one prepacked bf16 matmul takes (see `Projection`)
 
 
 @dataclass
@@ -31,6 +33,67 @@ class RowInput:
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def packs_for_cpu(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether oneDNN can run this dtype's matmuls from prepacked weights here (bf16 on a CPU
+    with AVX512-BF16 or AMX): up to twice as fast as plain `F.linear` in bf16."""
+    return device.type == "cpu" and dtype == torch.bfloat16 and cpu_runs_bf16()
+
+
+class Projection:
+    """One weight matrix (several of the model's, fused along the output) ready to multiply.
+
+    Prepacked for oneDNN when `packs_for_cpu`; otherwise plain `F.linear`. Either way each output
+    row depends only on its own input row (checked bitwise in the tests), so a row's numbers do
+    not depend on its neighbours in the batch.
+    """
+
+    def __init__(self, linears: list[Any], packed: bool) -> None:
+        weight = torch.cat([m.weight.detach() for m in linears])
+        self.bias: torch.Tensor | None = None
+        if any(m.bias is not None for m in linears):
+            zeros = [m.weight.new_zeros(m.weight.shape[0]) for m in linears]
+            biases = [m.bias.detach() if m.bias is not None else z for m, z in zip(linears, zeros)]
+            self.bias = torch.cat(biases)
+        self.packed = packed
+        # packed for one row: measured the fastest for a decode step, and row-independent
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, 1) if packed else weight
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.packed:
+            return F.linear(x, self.weight, self.bias)
+        if x.shape[-2] <= PACKED_PIECE_ROWS:
+            return self._packed(x)
+        # oneDNN switches kernels for many rows, and a row's last bits with it: pieces keep every
+        # row on the same kernel, so its numbers do not depend on the batch (measured: a product
+        # over 500 rows takes up to 40% longer in pieces than in one call)
+        pieces = torch.split(x, PACKED_PIECE_ROWS, dim=-2)
+        return torch.cat([self._packed(piece) for piece in pieces], dim=-2)
+
+    def _packed(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return out
+
+
+@dataclass
+class LayerWeights:
+    """A decoder layer's weights as the runner uses them: q/k/v and gate/up each fused into one."""
+
+    input_norm: torch.Tensor
+    qkv: Projection
+    output: Projection
+    post_norm: torch.Tensor
+    gate_up: Projection
+    down: Projection
+    eps: float
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Llama's RMSNorm, computed in float32 as transformers computes it."""
+    wide = x.float()
+    wide = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * wide.to(x.dtype)
 
 
 class ModelRunner:
@@ -59,7 +122,23 @@ class ModelRunner:
             dtype=self.dtype,
             device=self.device,
         )
+        self.packed = packs_for_cpu(self.dtype, self.device)
+        backbone: Any = self.model.model
+        self.layers = [self._layer_weights(layer) for layer in backbone.layers]
+        self.lm_head = Projection([self.model.lm_head], self.packed)
         self.calls = 0
+
+    def _layer_weights(self, layer: Any) -> LayerWeights:
+        attn, mlp = layer.self_attn, layer.mlp
+        return LayerWeights(
+            input_norm=layer.input_layernorm.weight.detach(),
+            qkv=Projection([attn.q_proj, attn.k_proj, attn.v_proj], self.packed),  # Qwen2's have biases
+            output=Projection([attn.o_proj], self.packed),
+            post_norm=layer.post_attention_layernorm.weight.detach(),
+            gate_up=Projection([mlp.gate_proj, mlp.up_proj], self.packed),
+            down=Projection([mlp.down_proj], self.packed),
+            eps=layer.input_layernorm.variance_epsilon,
+        )
 
     def new_row(self) -> RowCache:
         return RowCache(self.cache_shape)
@@ -89,14 +168,13 @@ class ModelRunner:
         cos, sin = cos[0, :, None, :], sin[0, :, None, :]  # [T, 1, head_dim]
         masks = [self._causal_mask(s, n) for s, n in zip(starts, counts)]
 
-        for index, layer in enumerate(backbone.layers):
-            attn = layer.self_attn
-            normed = layer.input_layernorm(hidden)[0]  # [T, hidden]
-            q = attn.q_proj(normed).view(-1, self.heads, self.head_dim)
-            k = attn.k_proj(normed).view(-1, self.kv_heads, self.head_dim)
-            v = attn.v_proj(normed).view(-1, self.kv_heads, self.head_dim)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+        heads, kv_heads = self.heads, self.kv_heads
+        for index, weights in enumerate(self.layers):
+            normed = _rms_norm(hidden, weights.input_norm, weights.eps)[0]  # [T, hidden]
+            qkv = weights.qkv(normed).view(-1, heads + 2 * kv_heads, self.head_dim)
+            qk = qkv[:, : heads + kv_heads]
+            qk = qk * cos + _rotate_half(qk) * sin  # rotary on queries and keys in one go
+            q, k, v = qk[:, :heads], qk[:, heads:], qkv[:, heads + kv_heads :]
 
             outputs = []
             offset = 0
@@ -110,14 +188,15 @@ class ModelRunner:
                     row_k[None, :, : start + n],
                     row_v[None, :, : start + n],
                     attn_mask=mask,
-                    enable_gqa=self.kv_heads != self.heads,
+                    enable_gqa=kv_heads != heads,
                 )
                 outputs.append(out[0].transpose(0, 1).reshape(n, -1))
                 offset += n
 
             attended = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-            hidden = hidden + attn.o_proj(attended)[None]
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+            hidden = hidden + weights.output(attended)[None]
+            gate, up = weights.gate_up(_rms_norm(hidden, weights.post_norm, weights.eps)).chunk(2, dim=-1)
+            hidden = hidden + weights.down(F.silu(gate) * up)
 
         ends = []
         offset = 0
@@ -128,7 +207,7 @@ class ModelRunner:
         logits = torch.empty(0, self.config.vocab_size)
         if ends:
             last = backbone.norm(hidden[0, ends])
-            logits = self.model.lm_head(last).float()
+            logits = self.lm_head(last).float()
 
         for item in inputs:
             item.row.tokens.extend(item.tokens)

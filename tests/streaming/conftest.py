@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import torch
 
+from server.settings import Settings
 from streaming.engine import Engine, EngineLimits
-from streaming.loader import LoadedModel
+from streaming.loader import LoadedModel, load_model
 from streaming.params import Completion, GenerationRequest
 from streaming.runner import ModelRunner
 
@@ -22,6 +23,19 @@ def prose(start: int, length: int) -> str:
     """A slice of real prose, starting at a word."""
     begin = PROSE.index(" ", start) + 1
     return PROSE[begin : begin + length]
+
+
+@pytest.fixture(scope="session")
+def loaded_model(settings: Settings) -> LoadedModel:
+    """The model for the engine's tests: fp32 unless COWRITE_DTYPE names a dtype.
+
+    They compare with transformers' `generate` token for token, across batches, prefill chunks
+    and reused prefixes. Only fp32 keeps that exact: in bf16 every rounding lands in the residual
+    stream, so reading a prompt in other chunks moves the logits by up to ~0.5 and can flip a
+    near-tie. test_bf16.py holds bf16 to references that read the prompt the same way.
+    """
+    dtype = settings.dtype if settings.dtype != "auto" else "float32"
+    return load_model(settings.model, settings.device, dtype, settings.model_cache_dir)
 
 
 @pytest.fixture

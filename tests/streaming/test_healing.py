@@ -105,9 +105,7 @@ async def test_greedy_healing_picks_the_likeliest_token_that_keeps_the_typed_tex
     with torch.inference_mode():
         logits = runner_model(torch.tensor([ids[:-1]])).logits[0, -1].float()
     healed_text = engine.tokenizer.decode([ids[-1]])
-    allowed = [
-        t for t in range(logits.shape[0]) if engine.tokenizer.decode([t]).startswith(healed_text)
-    ]
+    allowed = [t for t in range(logits.shape[0]) if engine.tokenizer.decode([t]).startswith(healed_text)]
     best = max(allowed, key=lambda t: float(logits[t]))
     assert completion.alternatives[0].tokens == [best]
 

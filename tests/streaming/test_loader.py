@@ -16,6 +16,7 @@ from streaming.loader import (
     choose_device,
     choose_dtype,
     convert_bundled,
+    cpu_runs_bf16,
     load_model,
 )
 
@@ -32,7 +33,8 @@ def test_bundled_model_is_converted_once_then_loaded_from_the_cache(settings: Se
 
     loaded = load_model(None, "cpu", "auto", settings.model_cache_dir)
     assert loaded.name == BUNDLED_NAME
-    assert (loaded.device.type, loaded.dtype) == ("cpu", torch.float32)
+    cpu_dtype = torch.bfloat16 if cpu_runs_bf16() else torch.float32
+    assert (loaded.device.type, loaded.dtype) == ("cpu", cpu_dtype)
 
 
 def test_a_missing_model_folder_names_the_setting(tmp_path: Path) -> None:
@@ -49,7 +51,8 @@ def test_an_unknown_device_or_dtype_names_the_setting() -> None:
 
 
 def test_automatic_choices() -> None:
-    assert choose_dtype("auto", torch.device("cpu")) == torch.float32
+    # bf16 where the CPU multiplies it natively (AVX512-BF16 or AMX), fp32 elsewhere
+    assert choose_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if cpu_runs_bf16() else torch.float32)
     assert choose_dtype("auto", torch.device("cuda")) == torch.bfloat16
     assert choose_dtype("float16", torch.device("cpu")) == torch.float16
     expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
