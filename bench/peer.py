@@ -26,7 +26,6 @@ VERSION = "0.3.36"
 CACHE = Path.home() / ".cache" / "cowrite" / "peer"
 CMAKE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release",
-    "-DGGML_NATIVE=ON",
     "-DLLAMA_CURL=OFF",
     "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_BUILD_UI=OFF",
@@ -34,6 +33,21 @@ CMAKE_FLAGS = [
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
 ]
+# the CPU's own instruction sets, named one by one rather than with GGML_NATIVE: a native build
+# uses AMX wherever the CPU advertises it, and a virtual machine that does not hand AMX's state to
+# its guests (this project's does not) kills it with SIGILL at the first tile instruction
+ISA_OPTIONS = {
+    "avx": "GGML_AVX",
+    "avx2": "GGML_AVX2",
+    "fma": "GGML_FMA",
+    "f16c": "GGML_F16C",
+    "bmi2": "GGML_BMI2",
+    "avx_vnni": "GGML_AVX_VNNI",
+    "avx512f": "GGML_AVX512",
+    "avx512vbmi": "GGML_AVX512_VBMI",
+    "avx512_vnni": "GGML_AVX512_VNNI",
+    "avx512_bf16": "GGML_AVX512_BF16",
+}
 # the peer's settings in the issue's comparison: 16 parallel slots, 2 threads, a 16k context
 SERVE_FLAGS = ["-np", "16", "-t", "2", "-c", "16384"]
 
@@ -42,10 +56,25 @@ def binary(cache: Path = CACHE) -> Path:
     return cache / f"llama.cpp-{VERSION}" / "build" / "bin" / "llama-server"
 
 
+def isa_flags() -> list[str]:
+    """cmake options for the instruction sets this CPU has (Linux), AMX left out."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ["-DGGML_NATIVE=ON"]  # not Linux: let the compiler look
+    line = next((x for x in cpuinfo.splitlines() if x.startswith("flags")), "")
+    have = set(line.partition(":")[2].split())
+    options = ["-DGGML_NATIVE=OFF"]
+    options += [f"-D{option}={'ON' if flag in have else 'OFF'}" for flag, option in ISA_OPTIONS.items()]
+    return options
+
+
 def build(cache: Path = CACHE) -> Path:
-    """`llama-server`, built from the sdist unless the cache already holds it."""
+    """`llama-server`, built from the sdist unless the cache already holds it (same options)."""
     target = binary(cache)
-    if target.exists():
+    options = CMAKE_FLAGS + isa_flags()
+    stamp = target.parent.parent / "cowrite-options.txt"
+    if target.exists() and stamp.exists() and stamp.read_text() == " ".join(options):
         return target
     for tool in ("cmake", "c++"):
         if shutil.which(tool) is None:
@@ -74,8 +103,9 @@ def build(cache: Path = CACHE) -> Path:
     jobs = str(os.cpu_count() or 2)
     print(f"building llama-server with {jobs} jobs (about 10-15 minutes on 2 cores)", flush=True)
     started = time.monotonic()
-    subprocess.run(["cmake", "-S", str(sources), "-B", str(build_dir), *CMAKE_FLAGS], check=True)
+    subprocess.run(["cmake", "-S", str(sources), "-B", str(build_dir), *options], check=True)
     subprocess.run(["cmake", "--build", str(build_dir), "--target", "llama-server", "-j", jobs], check=True)
+    stamp.write_text(" ".join(options))
     print(f"built {target} in {time.monotonic() - started:.0f} s", flush=True)
     return target
 

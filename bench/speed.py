@@ -102,10 +102,11 @@ def main() -> None:
     result: dict[str, Any] = {"runs": args.runs, "dtype": args.dtype}
     with contextlib.ExitStack() as stack:
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        port, peer_port = free_port(), free_port()
+        port = free_port()
         server = start_server(port, data_dir, {"COWRITE_DTYPE": args.dtype})
         stack.callback(lambda: (server.terminate(), server.wait(timeout=30)))
         asyncio.run(wait_ready(f"http://127.0.0.1:{port}", server))
+        peer_port = free_port()  # asked for once Cowrite holds its own, so the two differ
         peer = serve_peer(peer_port, data_dir / "llama-server.log")
         stack.callback(lambda: (peer.terminate(), peer.wait(timeout=30)))
         wait_peer_ready(f"http://127.0.0.1:{peer_port}", peer)

@@ -60,3 +60,20 @@ def test_ordinary_sampling_is_seeded_and_spread() -> None:
     draws = [sample_next(row, 1.0, 0, 1.0, torch.Generator().manual_seed(s)) for s in range(20)]
     again = [sample_next(row, 1.0, 0, 1.0, torch.Generator().manual_seed(s)) for s in range(20)]
     assert draws == again and len(set(draws)) > 10
+
+
+def test_top_k_and_top_p_draw_from_the_renormalised_head_of_the_distribution() -> None:
+    # sampling only looks at the k best tokens; draws must follow softmax over them, cut at top_p
+    logits = torch.linspace(-8.0, 0.0, 1000)[torch.randperm(1000, generator=torch.Generator().manual_seed(3))]
+    temperature, top_k, top_p = 0.7, 8, 0.9
+    head, tokens = torch.topk(logits / temperature, top_k)
+    probs = torch.softmax(head, dim=-1)
+    keep = (torch.cumsum(probs, dim=-1) - probs) < top_p
+    expected = torch.zeros(1000)
+    expected[tokens[keep]] = probs[keep] / probs[keep].sum()
+
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.tensor([sample_next(logits, temperature, top_k, top_p, generator) for _ in range(20_000)])
+    observed = torch.bincount(draws, minlength=1000).float() / len(draws)
+    assert set(draws.tolist()) <= set(tokens[keep].tolist()), "nothing outside the kept head is drawn"
+    assert float((observed - expected).abs().max()) < 0.015
