@@ -415,7 +415,8 @@ def main() -> None:
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         bases: dict[str, str] = {}
         cowrite_port = free_port()
-        server = start_server(cowrite_port, data_dir)
+        # every run signs its writers in again: more than the default 30 sign-ups an hour
+        server = start_server(cowrite_port, data_dir, {"COWRITE_SIGNUPS_PER_ADDRESS": "10000"})
         stack.callback(lambda: (server.terminate(), server.wait(timeout=30)))
         bases["cowrite"] = f"http://127.0.0.1:{cowrite_port}"
         asyncio.run(wait_ready(bases["cowrite"], server))
