@@ -58,9 +58,11 @@ bench: install
 	$(PY) -m bench.collab
 
 # the peer a writer would otherwise run: llama.cpp's llama-server on the same GGUF, built once into
-# ~/.cache/cowrite/peer (10-15 minutes on 2 cores), then the writers bench against both, alternately
+# ~/.cache/cowrite/peer (10-15 minutes on 2 cores), then single-stream speed and the writers bench
+# against both, alternately
 bench-peer: install
 	$(PY) -m bench.peer build
+	$(PY) -m bench.speed
 	$(PY) -m bench.writers --peer --writers 1 4 8 16
 
 lint: install

@@ -63,7 +63,10 @@ async def one_run(http: httpx.AsyncClient, contexts: list[str], run: int) -> tup
 
 async def measure(bases: dict[str, str], contexts: list[str], runs: int) -> dict[str, dict[str, float]]:
     """Each server in turn, run after run, so that a noisy minute hurts both."""
-    clients = {name: httpx.AsyncClient(base_url=base, timeout=120) for name, base in bases.items()}
+    # a new connection per request: llama-server closes idle keep-alive connections, and a request
+    # sent on one as it closes fails ("Server disconnected")
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    clients = {name: httpx.AsyncClient(base_url=u, timeout=120, limits=fresh) for name, u in bases.items()}
     cowrite = clients["cowrite"]
     cowrite.headers.update(await account_async(cowrite, "speed"))
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}

@@ -53,6 +53,8 @@ PEER_RESULTS = ROOT / "bench" / "results" / "writers-peer.json"
 TRIGGER_S = 0.3  # the editor's default pause before asking
 WORD_END = re.compile(r"[\s.,;:!?\"')\]-]")
 MISSED = math.inf
+# llama-server closes idle keep-alive connections; a request sent on one as it closes would fail
+FRESH_CONNECTIONS = httpx.Limits(max_keepalive_connections=0)
 
 
 @dataclass
@@ -311,7 +313,7 @@ async def peer_writer(
 ) -> None:
     rng = random.Random(1000 + index)
     opening, to_type = material(novel, index, args)
-    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=FRESH_CONNECTIONS) as http:
         await type_and_pause(
             PeerSuggester(http, args.max_tokens, args.temperature), opening, to_type, rng, args, result
         )
