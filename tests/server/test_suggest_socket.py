@@ -298,7 +298,9 @@ def test_a_client_leaving_mid_stream_is_not_an_application_error(
             wait_until(lambda: not sockets._by_user, "the server to notice every socket closed")
         finally:
             uvicorn_error.removeHandler(caplog.handler)
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    # the test's own client may log that the stream it cut short ended: that is the test, not the server
+    server_side = [r for r in caplog.records if not r.name.startswith("websockets.client")]
+    errors = [r.getMessage() for r in server_side if r.levelno >= logging.ERROR]
     assert not errors, errors
 
 
