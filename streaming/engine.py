@@ -136,7 +136,7 @@ class Engine:
         self._tokenizing.stop()
 
     async def warm_up(self) -> None:
-        """Run two short generations before serving, so that no writer meets a cold model.
+        """Run three short generations before serving, so that no writer meets a cold model.
 
         Together they make a few-row step: the first forward passes (kernel selection, allocator,
         device start-up), greedy and seeded sampling with forks, and token healing's vocabulary.
