@@ -7,6 +7,7 @@ neighbours. Works for decoder-only models shaped like Llama (Llama, Mistral, Qwe
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,10 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     return weight * wide.to(x.dtype)
 
 
+Prepared = tuple[tuple[torch.dtype, torch.device, bool], list[LayerWeights], Projection]
+_PREPARED: weakref.WeakKeyDictionary[torch.nn.Module, Prepared] = weakref.WeakKeyDictionary()
+
+
 class ModelRunner:
     """Runs packed forward passes of a Llama-shaped `transformers` causal LM."""
 
@@ -123,9 +128,16 @@ class ModelRunner:
             device=self.device,
         )
         self.packed = packs_for_cpu(self.dtype, self.device)
-        backbone: Any = self.model.model
-        self.layers = [self._layer_weights(layer) for layer in backbone.layers]
-        self.lm_head = Projection([self.model.lm_head], self.packed)
+        # the rearranged weights are a copy of the model's (~270 MB in bf16): every runner over
+        # the same model shares one, kept as long as the model is
+        key = (self.dtype, self.device, self.packed)
+        prepared = _PREPARED.get(model)
+        if prepared is None or prepared[0] != key:
+            backbone: Any = self.model.model
+            layers = [self._layer_weights(layer) for layer in backbone.layers]
+            prepared = (key, layers, Projection([self.model.lm_head], self.packed))
+            _PREPARED[model] = prepared
+        _, self.layers, self.lm_head = prepared
         self.calls = 0
 
     def _layer_weights(self, layer: Any) -> LayerWeights:
