@@ -466,7 +466,7 @@ class Engine:
                 if chunk > budget and budget < self.limits.prefill_chunk:
                     continue  # no room left in this step: the next one
             try:
-                items = self._inputs(job, self.limits.prefill_chunk)
+                items = self._inputs(job)
             except Exception as exc:
                 self._fail(job, "planning its step", exc)
                 continue
@@ -477,7 +477,7 @@ class Engine:
                     budget -= len(item.tokens)
         return inputs, owners
 
-    def _inputs(self, job: Job, budget: int) -> list[tuple[RowInput, AltState | None]]:
+    def _inputs(self, job: Job) -> list[tuple[RowInput, AltState | None]]:
         """One job's rows for this step: its alternatives' next tokens, or its next prompt chunk."""
         if job.decoding:
             rows: list[tuple[RowInput, AltState | None]] = []
@@ -487,7 +487,7 @@ class Engine:
             return rows
         assert job.row is not None
         start = job.row.length
-        take = min(len(job.prompt_ids) - start, budget)
+        take = min(len(job.prompt_ids) - start, self.limits.prefill_chunk)
         last = start + take == len(job.prompt_ids)
         return [(RowInput(job.row, job.prompt_ids[start : start + take], last), None)]
 

@@ -72,7 +72,7 @@ def choose_dtype(requested: str, device: torch.device) -> torch.dtype:
     """bf16 on a GPU and on a CPU with native bf16 matmuls, else fp32, unless a dtype is named.
 
     On this project's 2-core AVX512-BF16 CPU, bf16 with prepacked weights decoded 16 rows 1.5x as
-    fast as fp32 and read a 500-token prompt 2.7x as fast (docs/engine.md).
+    fast as fp32 and read a 500-token prompt 1.5-1.8x as fast, one row ~20% slower (docs/engine.md).
     """
     if requested == "auto":
         if device.type == "cpu":
