@@ -66,7 +66,7 @@ bench-peer: install
 	$(PY) -m bench.writers --peer --writers 1 4 8 16
 
 lint: install
-	$(VENV)/bin/ruff check server streaming storage tests bench
+	$(VENV)/bin/ruff check server streaming storage tests bench harness
 	$(VENV)/bin/mypy
 
 clean:

@@ -25,9 +25,9 @@ import websockets
 from pycrdt import Doc, Text, create_awareness_message, create_update_message, write_message
 
 from bench.engine import ROOT, percentile
+from harness.accounts import account_async
+from harness.processes import free_port, start_server, wait_ready
 from server.yupdates import write_var_uint
-from tests.accounts import account_async
-from tests.processes import free_port, start_server, wait_ready
 
 RESULTS = ROOT / "bench" / "results" / "abuse.json"
 

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import websockets
 
-from tests.accounts import account_async
-from tests.processes import free_port, start_server, wait_ready
+from harness.accounts import account_async
+from harness.processes import free_port, start_server, wait_ready
 
 OPENING = (
     "It is a truth universally acknowledged, that a single man in possession of a good fortune, "

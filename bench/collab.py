@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 
 from bench.engine import CORPUS, FALLBACK, ROOT, percentile
-from tests.accounts import account_async
-from tests.processes import free_port, start_server, wait_ready
-from tests.yclient import YClient, decode_state_vector
+from harness.accounts import account_async
+from harness.processes import free_port, start_server, wait_ready
+from harness.yclient import YClient, decode_state_vector
 
 RESULTS = ROOT / "bench" / "results" / "collab.json"
 

@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 
 from bench.engine import CORPUS, FALLBACK, ROOT, percentile
-from tests.accounts import account_async
-from tests.processes import free_port, start_server, wait_ready
+from harness.accounts import account_async
+from harness.processes import free_port, start_server, wait_ready
 
 RESULTS = ROOT / "bench" / "results" / "flood.json"
 

@@ -27,8 +27,8 @@ import httpx
 from bench.engine import CORPUS, FALLBACK, ROOT
 from bench.peer import serve as serve_peer
 from bench.peer import wait_peer_ready
-from tests.accounts import account_async
-from tests.processes import free_port, start_server, wait_ready
+from harness.accounts import account_async
+from harness.processes import free_port, start_server, wait_ready
 
 RESULTS = ROOT / "bench" / "results" / "speed.json"
 CONTEXT_TOKENS = 500

@@ -23,8 +23,8 @@ from server.errors import (
     Unauthenticated,
 )
 from server.origin import same_origin
+from server.services import services
 from storage import documents
-from storage.database import Store
 from storage.documents import DocumentNotFound
 from storage.models import Role
 
@@ -43,7 +43,7 @@ async def authorize(conn: HTTPConnection, document_id: str, needed: Role) -> tup
     Raises Unauthenticated, DocumentNotFound (not a member, or no such document) or Forbidden.
     """
     account = signed_in(conn)
-    store: Store = conn.app.state.store
+    store = services(conn).store
     role = await store.run(documents.role_of, document_id, account.username)
     if role is None:
         raise DocumentNotFound(document_id)

@@ -36,6 +36,7 @@ from server.hosts import HostGuard, allowed_hosts
 from server.limits import AttemptLimiter, BodyLimit, LiveSockets, RateLimiter
 from server.origin import CsrfGuard
 from server.rooms import rooms_for
+from server.services import Services, services
 from server.sessions import SessionWatch
 from server.settings import Settings
 from storage.database import Store
@@ -75,13 +76,26 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         engine = Engine(ModelRunner(model.model), model.tokenizer, engine_limits(settings))
         store = Store(settings.database)
         rooms = rooms_for(settings, store)
-        app.state.engine = engine
-        app.state.store = store
-        app.state.rooms = rooms
-        app.state.model_name = model.name
-        app.state.model = model
-        app.state.password_limiter = anyio.CapacityLimiter(PASSWORD_WORKERS)
-        sessions = SessionWatch(app.state.sockets, store, settings.session_check_s)
+        found = Services(
+            settings=settings,
+            signer=signer,
+            store=store,
+            engine=engine,
+            model=model,
+            rooms=rooms,
+            sockets=LiveSockets(settings.sockets_per_user),
+            password_limiter=anyio.CapacityLimiter(PASSWORD_WORKERS),
+            signin_limiter=AttemptLimiter(
+                {"account": settings.signin_attempts, "address": settings.signin_attempts_per_address},
+                window_s=SIGNIN_WINDOW_S,
+            ),
+            signup_limiter=AttemptLimiter(
+                {"address": settings.signups_per_address}, window_s=SIGNUP_WINDOW_S
+            ),
+            suggestion_limiter=RateLimiter(settings.suggestions_per_minute),
+        )
+        app.state.services = found
+        sessions = SessionWatch(found.sockets, store, settings.session_check_s)
         async with store, engine, rooms, sessions:
             datadir.protect(settings.data_dir)  # the database and the converted weights exist now
             await engine.warm_up()  # before /healthz answers: no writer meets a cold model
@@ -118,17 +132,6 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
             **{error: cast(ExceptionHandler, database_unavailable) for error in DATABASE_DOWN},
         },
     )
-    app.state.settings = settings
-    app.state.signer = signer
-    app.state.signin_limiter = AttemptLimiter(
-        {"account": settings.signin_attempts, "address": settings.signin_attempts_per_address},
-        window_s=SIGNIN_WINDOW_S,
-    )
-    app.state.signup_limiter = AttemptLimiter(
-        {"address": settings.signups_per_address}, window_s=SIGNUP_WINDOW_S
-    )
-    app.state.suggestion_limiter = RateLimiter(settings.suggestions_per_minute)
-    app.state.sockets = LiveSockets(settings.sockets_per_user)
     return app
 
 
@@ -157,7 +160,7 @@ async def forbidden(request: Request, exc: Exception) -> Response:
 
 
 async def too_large(request: Request, exc: Exception) -> Response:
-    limit = request.app.state.settings.request_limit_mb
+    limit = services(request).settings.request_limit_mb
     return api_error(413, "too_large", f"the request body is over {limit} MiB")
 
 
@@ -176,8 +179,8 @@ async def database_unavailable(conn: Request | WebSocket, exc: Exception) -> Res
 
 async def healthz(request: Request) -> JSONResponse:
     """503 with the reason while the engine's decode loop is down (it restarts by itself)."""
-    model: LoadedModel = request.app.state.model
-    engine: Engine = request.app.state.engine
+    found = services(request)
+    model, engine = found.model, found.engine
     stats = engine.stats()
     return JSONResponse(
         {

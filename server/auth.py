@@ -41,7 +41,8 @@ from server.errors import (
     read_json,
     unavailable,
 )
-from server.limits import AttemptLimiter, LiveSockets
+from server.limits import LiveSockets
+from server.services import services
 from server.settings import Settings
 from storage import accounts
 from storage.accounts import UsernameTaken
@@ -71,13 +72,13 @@ def hash_password(password: str) -> str:
 async def hashed(request: Request, password: str) -> str:
     """`hash_password` on a worker thread: argon2 takes a fifth of a second of CPU and 64 MiB,
     which on the event loop would stall every socket. At most `PASSWORD_WORKERS` run at once."""
-    limiter: anyio.CapacityLimiter = request.app.state.password_limiter
+    limiter = services(request).password_limiter
     return await anyio.to_thread.run_sync(hash_password, password, limiter=limiter)
 
 
 async def verified(request: Request, password_hash: str, password: str) -> bool:
     """`verify_password` on a worker thread, like `hashed`."""
-    limiter: anyio.CapacityLimiter = request.app.state.password_limiter
+    limiter = services(request).password_limiter
     return await anyio.to_thread.run_sync(verify_password, password_hash, password, limiter=limiter)
 
 
@@ -162,7 +163,7 @@ class SessionBackend(AuthenticationBackend):
         session_id = self.signer.unsign(raw)
         if session_id is None:
             return None
-        store: Store = conn.app.state.store
+        store = services(conn).store
         digest = session_hash(session_id)
         try:
             user = await store.run(accounts.session_user, digest)
@@ -251,17 +252,17 @@ def validate_password(password: str) -> str:
 
 
 def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
+    settings = services(request).settings
     return settings
 
 
 def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
+    store = services(request).store
     return store
 
 
 def _sockets(request: Request) -> LiveSockets:
-    sockets: LiveSockets = request.app.state.sockets
+    sockets = services(request).sockets
     return sockets
 
 
@@ -286,7 +287,7 @@ async def signup(request: Request) -> Response:
     store = _store(request)
     if _settings(request).signup != "open" and await store.run(accounts.count_users) > 0:
         return api_error(403, "signup_closed", "sign-up is closed here; ask an admin for an account")
-    limiter: AttemptLimiter = request.app.state.signup_limiter
+    limiter = services(request).signup_limiter
     address = client_address(request)
     key = f"address:{address}"
     reserved = limiter.reserve(key)  # before the hash, so simultaneous sign-ups count each other
@@ -311,7 +312,7 @@ async def signin(request: Request) -> Response:
         data = Credentials.model_validate(await read_json(request))
     except (ValidationError, ValueError) as exc:
         return invalid(exc)
-    limiter: AttemptLimiter = request.app.state.signin_limiter
+    limiter = services(request).signin_limiter
     address = client_address(request)
     keys = (f"account:{data.username}", f"address:{address}")
     # counted as a failure before the hash: simultaneous guesses cannot all pass one check
@@ -347,7 +348,7 @@ async def change_password(request: Request) -> Response:
         data = PasswordChange.model_validate(await read_json(request))
     except (ValidationError, ValueError) as exc:
         return invalid(exc)
-    limiter: AttemptLimiter = request.app.state.signin_limiter
+    limiter = services(request).signin_limiter
     address = client_address(request)
     keys = (f"account:{account.username}", f"address:{address}")
     reserved = limiter.reserve(*keys)  # as for sign-in: counted before the hash
@@ -401,7 +402,7 @@ async def _start_session(request: Request, response: Response, username: str) ->
     )
     if isinstance(previous, Account):
         _sockets(request).end_session(previous.session_hash)  # the browser's previous session ended
-    signer: CookieSigner = request.app.state.signer
+    signer = services(request).signer
     response.set_cookie(
         COOKIE,
         signer.sign(session_id),

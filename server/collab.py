@@ -45,8 +45,9 @@ from server.errors import (
     WS_4404_DOCUMENT_NOT_FOUND,
     WS_4413_DOCUMENT_TOO_LARGE,
 )
-from server.limits import SESSION_ENDED, IdleTimer, LiveSockets, idle_close
+from server.limits import SESSION_ENDED, IdleTimer, idle_close
 from server.serial import SerialWorker, WorkerClosed
+from server.services import services
 from server.yupdates import (
     PartlyApplied,
     UpdateShape,
@@ -61,7 +62,7 @@ from storage.documents import DocumentNotFound
 from storage.models import Role
 
 if TYPE_CHECKING:
-    from server.rooms import Rooms
+    pass
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("cowrite.audit")
@@ -507,8 +508,8 @@ async def document_socket(websocket: WebSocket) -> None:
         return
     account, role = admitted
     document_id = websocket.path_params["doc_id"]
-    rooms: Rooms = websocket.app.state.rooms
-    sockets: LiveSockets = websocket.app.state.sockets
+    rooms = services(websocket).rooms
+    sockets = services(websocket).sockets
     try:
         room = await rooms.open(document_id)
     except DocumentNotFound:  # deleted in between

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server.auth import signed_in
-from server.limits import RateLimiter
+from server.services import services
 from server.sse import EventStreamResponse, sse_data, unless_disconnected
 from streaming.engine import Engine
 from streaming.errors import InvalidRequest
@@ -71,8 +71,8 @@ def error_response(status: int, message: str, kind: str, param: str | None = Non
 async def completions(request: Request) -> Response:
     """Signed-in users only, under the same per-user rate as the editor's suggestions."""
     account = signed_in(request)
-    engine: Engine = request.app.state.engine
-    limiter: RateLimiter = request.app.state.suggestion_limiter
+    engine = services(request).engine
+    limiter = services(request).suggestion_limiter
     wait = limiter.take(account.username)
     if wait > 0:
         response = error_response(429, "too many requests; slow down", "rate_limit_exceeded")
@@ -92,7 +92,7 @@ async def completions(request: Request) -> Response:
     if refused is not None:
         return refused
 
-    model_name = request.app.state.model_name
+    model_name = services(request).model_name
     if body.stream:
         return EventStreamResponse(_stream(generation, model_name))
     async with generation:
@@ -206,5 +206,5 @@ def _whole(completion: Completion, model_name: str) -> dict[str, Any]:
 
 async def models(request: Request) -> JSONResponse:
     signed_in(request)
-    name = request.app.state.model_name
+    name = services(request).model_name
     return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "cowrite"}]})

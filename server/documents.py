@@ -17,8 +17,8 @@ from server.access import authorize
 from server.auth import signed_in
 from server.collab import DocumentTooLarge
 from server.errors import api_error, invalid, not_found, read_json
-from server.limits import LiveSockets
 from server.rooms import Rooms
+from server.services import services
 from storage import documents, suggestions
 from storage.database import Store
 from storage.documents import DocumentNotFound
@@ -26,12 +26,12 @@ from storage.models import DocumentCreate, DocumentUpdate, Role
 
 
 def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
+    store = services(request).store
     return store
 
 
 def _rooms(request: Request) -> Rooms:
-    rooms: Rooms = request.app.state.rooms
+    rooms = services(request).rooms
     return rooms
 
 
@@ -89,7 +89,7 @@ async def delete_document(request: Request) -> Response:
     account, _ = await authorize(request, document_id, Role.OWNER)
     await _store(request).run(documents.delete_document, document_id, account.username)
     await _rooms(request).forget(document_id)
-    sockets: LiveSockets = request.app.state.sockets
+    sockets = services(request).sockets
     sockets.document_gone(document_id)
     return Response(status_code=204)
 

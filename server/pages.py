@@ -16,8 +16,8 @@ from starlette.staticfiles import StaticFiles
 
 from server.access import authorize
 from server.auth import signed_in
+from server.services import services
 from storage import accounts
-from storage.database import Store
 from storage.models import Role
 
 STATIC = Path(__file__).resolve().parent.parent / "editor_ui" / "static"
@@ -35,7 +35,7 @@ def not_found_page() -> HTMLResponse:
 
 async def to_sign_in(conn: HTTPConnection) -> Response:
     """Where a visitor without a session goes: sign-up on a server with no accounts yet."""
-    store: Store = conn.app.state.store
+    store = services(conn).store
     first_run = await store.run(accounts.count_users) == 0
     here = conn.url.path + (f"?{conn.url.query}" if conn.url.query else "")
     page = "/signup" if first_run else "/signin"

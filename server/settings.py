@@ -59,12 +59,26 @@ class Settings:
     awareness_ids_per_connection: int = 4  # presence client ids one document socket may use
     awareness_state_limit_kb: int = 8  # one presence state (name, colour, cursor)
     awareness_room_limit_kb: int = 1024  # all presence states in one document together
+    # beyond one machine (docs/cluster.md)
+    redis_url: str | None = None  # None: one process; set: replicas share rooms and limits through it
+    engine_url: str | None = None  # None: the model runs here; set: an OpenAI-compatible server's base URL
+    engine_token: str | None = None  # the bearer token between web replicas and `cowrite serve-engine`
+    engine_model: str | None = None  # the model name sent upstream (None: whatever the server lists first)
+    metrics_host: str = "127.0.0.1"  # where the metrics listener binds
+    metrics_port: int = 0  # 0: no metrics listener (see metrics_token)
+    metrics_token: str | None = None  # set: GET /metrics on the public port with this bearer token
 
     def __post_init__(self) -> None:
         if self.signup not in {"open", "closed"}:
             raise SettingsError(f"COWRITE_SIGNUP must be 'open' or 'closed', not {self.signup!r}")
         if self.secret_key is not None and len(self.secret_key) < 16:
             raise SettingsError("COWRITE_SECRET_KEY must be at least 16 characters")
+        for name in ("engine_token", "metrics_token"):
+            token = getattr(self, name)
+            if token is not None and len(token) < 16:
+                raise SettingsError(f"COWRITE_{name.upper()} must be at least 16 characters")
+        if self.metrics_port > 65535:
+            raise SettingsError("COWRITE_METRICS_PORT must be a port number (0 turns it off)")
         if self.session_check_s < 1:
             raise SettingsError("COWRITE_SESSION_CHECK_S must be at least 1")
 

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from server.access import authorize
 from server.auth import Account, signed_in
 from server.errors import api_error, invalid, read_json
-from server.limits import LiveSockets
+from server.services import services
 from storage import documents, sharing
 from storage.accounts import UserNotFound
 from storage.database import Store
@@ -53,12 +53,12 @@ class LinkCreate(BaseModel):
 
 
 def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
+    store = services(request).store
     return store
 
 
 def _tell_sockets(request: Request, document_id: str, username: str, role: Role | None) -> None:
-    sockets: LiveSockets = request.app.state.sockets
+    sockets = services(request).sockets
     sockets.role_changed(document_id, username, role)
 
 

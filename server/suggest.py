@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.access import admit_socket, close_quietly, too_many_sockets
 from server.errors import WS_4403_FORBIDDEN
-from server.limits import SESSION_ENDED, IdleTimer, LiveSockets, RateLimiter, idle_close
+from server.limits import SESSION_ENDED, IdleTimer, idle_close
 from server.protocol import (
     Cancel,
     Feedback,
@@ -34,14 +34,11 @@ from server.protocol import (
     parse,
     server_frame,
 )
-from server.settings import Settings
+from server.services import services
 from storage import suggestions
-from storage.database import Store
 from storage.models import Outcome, Role, SuggestionCreate
-from streaming.engine import Engine
 from streaming.errors import InvalidRequest
 from streaming.jobs import Generation
-from streaming.loader import LoadedModel
 from streaming.params import Completion, GenerationRequest, Status
 
 log = logging.getLogger(__name__)
@@ -101,13 +98,13 @@ class SuggestionSocket:
     """The state of one open suggestion socket."""
 
     def __init__(self, websocket: WebSocket, document_id: str, user: str, tab: str = "") -> None:
-        app = websocket.app
+        found = services(websocket)
         self.websocket = websocket
-        self.engine: Engine = app.state.engine
-        self.store: Store = app.state.store
-        self.model: LoadedModel = app.state.model
-        self.limiter: RateLimiter = app.state.suggestion_limiter
-        settings: Settings = app.state.settings
+        self.engine = found.engine
+        self.store = found.store
+        self.model = found.model
+        self.limiter = found.suggestion_limiter
+        settings = found.settings
         self.frame_limit = settings.frame_limit_kb << 10
         self.idle_timeout_s = settings.idle_timeout_s
         self.document_id = document_id
@@ -344,7 +341,7 @@ async def suggestion_socket(websocket: WebSocket) -> None:
     document_id = websocket.path_params["doc_id"]
     tab = websocket.query_params.get("tab", "")
     socket = SuggestionSocket(websocket, document_id, account.username, tab if TAB_ID.match(tab) else "")
-    sockets: LiveSockets = websocket.app.state.sockets
+    sockets = services(websocket).sockets
     if not sockets.add(account.username, document_id, socket, account.session_hash):
         await too_many_sockets(websocket, account.username, sockets.per_user)
         return

@@ -14,9 +14,9 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from harness.processes import free_port
 from server.settings import Settings
 from streaming.loader import LoadedModel, load_model
-from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

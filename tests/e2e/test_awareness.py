@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from harness.yclient import YClient
 from tests.e2e.conftest import open_writer
 from tests.e2e.faults import LoopThread, Tracker
-from tests.yclient import YClient
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -21,12 +21,12 @@ from pycrdt import Doc, create_sync_message, write_message
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from harness.accounts import account, sign_in_client
+from harness.yclient import YClient
 from server.app import create_app
 from server.settings import Settings
 from streaming.loader import LoadedModel
-from tests.accounts import account, sign_in_client
 from tests.conftest import serve
-from tests.yclient import YClient
 
 pytestmark = pytest.mark.timeout(300)
 LEGITIMATE = "Precious words, written by the owner. Café ✓"
@@ -208,7 +208,7 @@ def live(app: Any, client: TestClient) -> Iterator[tuple[str, Any, dict[str, dic
         for name, role in (("eve", "editor"), ("val", "viewer")):
             invite = {"username": name, "role": role}
             http.post(f"/api/documents/{document}/members", json=invite, headers=people["alice"])
-        yield url.replace("http", "ws", 1) + f"/ws/doc/{document}", app.state.rooms, people
+        yield url.replace("http", "ws", 1) + f"/ws/doc/{document}", app.state.services.rooms, people
 
 
 async def attack_document_socket(socket: str, headers: dict[str, str], frames: list[bytes]) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from harness.accounts import sign_in_client
 from server.app import create_app
 from server.settings import Settings
 from streaming.loader import LoadedModel
-from tests.accounts import sign_in_client
 
 
 @pytest.fixture

@@ -17,12 +17,12 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from harness.accounts import PASSWORD, account, account_async
 from server import admin
 from server.app import create_app
 from server.auth import COOKIE, SECRET_FILE
 from server.settings import Settings
 from streaming.loader import LoadedModel
-from tests.accounts import PASSWORD, account, account_async
 from tests.conftest import serve
 
 ORIGIN = {"origin": "http://testserver"}
@@ -156,7 +156,7 @@ def test_bad_sign_ups_get_clear_errors(
 def admin_users(client: TestClient) -> list[object]:
     from storage import accounts
 
-    users: list[object] = client.app.state.store.call(accounts.list_users)  # type: ignore[attr-defined]
+    users: list[object] = client.app.state.services.store.call(accounts.list_users)  # type: ignore[attr-defined]
     return users
 
 

@@ -16,10 +16,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from harness.accounts import PASSWORD, account
 from server.app import create_app
 from server.settings import Settings
 from streaming.loader import LoadedModel
-from tests.accounts import PASSWORD, account
 
 IDENTITIES = ("anonymous", "outsider", "viewer", "editor", "owner")
 USERS = {"outsider": "nina", "viewer": "vic", "editor": "ed", "owner": "olga"}

@@ -13,14 +13,14 @@ import httpx
 import pytest
 from pycrdt import create_awareness_message, write_message
 
+from harness.accounts import account, shared_document
+from harness.yclient import YClient, document_socket
 from server.app import create_app
 from server.awareness import AwarenessLimits, RoomPresence, sanitized
 from server.settings import Settings
 from server.yupdates import write_var_uint
 from streaming.loader import LoadedModel
-from tests.accounts import account, shared_document
 from tests.conftest import serve
-from tests.yclient import YClient, document_socket
 
 pytestmark = pytest.mark.timeout(120)
 

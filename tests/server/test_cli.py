@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.accounts import account_async
+from harness.processes import free_port, start_server, wait_ready
 from server.settings import Settings, SettingsError
-from tests.accounts import account_async
-from tests.processes import free_port, start_server, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.accounts import account
+from harness.yclient import YClient, document_socket
 from server.app import create_app
 from server.settings import Settings
 from streaming.loader import LoadedModel
-from tests.accounts import account
 from tests.conftest import serve
-from tests.yclient import YClient, document_socket
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -92,7 +92,7 @@ def test_concurrent_random_edits_converge_to_the_stored_text(live: Any, scripts:
             for client in clients:
                 await client.wait_saved()
             # every edit is stored in the room now; each client must reach the same text
-            server_text = str(app.state.rooms.get(document_id).text)
+            server_text = str(app.state.services.rooms.get(document_id).text)
             for client in clients:
                 await client.wait_for(lambda c: str(c.text) == server_text)
             await wait_stored(url, alice, document_id, server_text)
@@ -145,17 +145,17 @@ async def test_the_log_compacts_into_a_snapshot_with_the_same_state(live: Any) -
             writer.text.insert(len(str(writer.text)), word + " ")
             await asyncio.sleep(0.01)
         await writer.wait_saved()
-        room = app.state.rooms.get(document_id)
+        room = app.state.services.rooms.get(document_id)
         assert room.log_entries >= 8
-        app.state.rooms.compact_after_entries = 0  # the next round of upkeep folds the log
+        app.state.services.rooms.compact_after_entries = 0  # the next round of upkeep folds the log
         try:
             async with asyncio.timeout(10):
                 while room.log_entries != 1:  # noqa: ASYNC110 - the server's loop changes it
                     await asyncio.sleep(0.05)
         finally:
-            app.state.rooms.compact_after_entries = 500
+            app.state.services.rooms.compact_after_entries = 500
         expected = str(writer.text)
-    app.state.rooms._rooms.pop(document_id)  # the next client reloads the room from the database
+    app.state.services.rooms._rooms.pop(document_id)  # the next client reloads the room from the database
     async with YClient(document_socket(url, document_id), headers=alice) as reader:
         await asyncio.wait_for(reader.synced.wait(), 10)
         assert str(reader.text) == expected

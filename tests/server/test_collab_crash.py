@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.accounts import account_async
-from tests.processes import free_port, start_server, wait_ready
-from tests.yclient import YClient, decode_state_vector
+from harness.accounts import account_async
+from harness.processes import free_port, start_server, wait_ready
+from harness.yclient import YClient, decode_state_vector
 
 pytestmark = pytest.mark.timeout(180)
 

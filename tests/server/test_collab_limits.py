@@ -14,14 +14,14 @@ import httpx
 import pytest
 from pycrdt import create_update_message
 
+from harness.accounts import account, shared_document
+from harness.yclient import YClient, decode_state_vector, document_socket
 from server.app import create_app
 from server.settings import Settings
 from server.yupdates import write_var_uint
 from storage import collab
 from streaming.loader import LoadedModel
-from tests.accounts import account, shared_document
 from tests.conftest import serve
-from tests.yclient import YClient, decode_state_vector, document_socket
 
 pytestmark = pytest.mark.timeout(180)
 TIGHT_LIMIT_MB = 1
@@ -64,7 +64,7 @@ def deletions(client: int, clocks: range) -> bytes:
 
 
 def stored_entries(app: Any, document_id: str) -> int:
-    return int(app.state.store.call(collab.count_updates, document_id))
+    return int(app.state.services.store.call(collab.count_updates, document_id))
 
 
 async def healthz_latencies(url: str, until: asyncio.Event) -> list[float]:
@@ -108,8 +108,8 @@ async def test_a_delete_set_bomb_is_refused_before_it_is_applied_or_stored(live:
         bob.text.insert(0, "still here ")
         await bob.wait_saved()
         assert bob.closed is None and bob.doc.get_state() != state
-        assert str(app.state.rooms.get(document).text).startswith("still here " + "x" * 1000)
-    app.state.rooms._rooms.pop(document, None)  # the next client loads the log again
+        assert str(app.state.services.rooms.get(document).text).startswith("still here " + "x" * 1000)
+    app.state.services.rooms._rooms.pop(document, None)  # the next client loads the log again
     async with YClient(socket, headers=people["bob"]) as reader:
         await asyncio.wait_for(reader.synced.wait(), 30)
         assert len(str(reader.text)) == len("still here ") + 1_500_000
@@ -128,7 +128,7 @@ async def test_a_large_ordinary_update_goes_through_in_pieces(live: Any) -> None
         await ann.wait_saved()
         await ann.send_raw(create_update_message(deletions(ann.client_id, range(1, 40_000, 2))))
         await bob.wait_for(lambda c: str(c.text) == "a" * 20_000, within_s=30)
-        assert ann.closed is None and str(app.state.rooms.get(document).text) == "a" * 20_000
+        assert ann.closed is None and str(app.state.services.rooms.get(document).text) == "a" * 20_000
 
 
 async def test_a_document_cannot_grow_past_its_limit(tight: Any) -> None:

@@ -22,13 +22,13 @@ import pytest
 import websockets
 from pycrdt import Doc, Text
 
+from harness.accounts import account
+from harness.processes import free_port
+from harness.yclient import YClient
 from server.app import create_app
 from server.settings import Settings
 from streaming.loader import LoadedModel
-from tests.accounts import account
 from tests.conftest import serve
-from tests.processes import free_port
-from tests.yclient import YClient
 
 pytestmark = pytest.mark.timeout(240)
 POSTGRES_ENV = "COWRITE_TEST_POSTGRES_URL"
@@ -187,7 +187,7 @@ async def test_acknowledged_edits_survive_postgres_restarting_and_going_away(
     assert set(ann.closes + bob.closes) == {1013}
     assert set(ann.refusals + bob.refusals) == {503}
     # the database holds every word: the room, dropped, loads it all again from its log
-    app.state.rooms._rooms.pop(document, None)
+    app.state.services.rooms._rooms.pop(document, None)
     async with YClient(socket, headers=people["bob"]) as reader:
         await asyncio.wait_for(reader.synced.wait(), 10)
         stored = str(reader.text)

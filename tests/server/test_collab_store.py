@@ -18,13 +18,13 @@ import websockets
 from pycrdt import Doc, Text
 from sqlalchemy.exc import OperationalError
 
+from harness.accounts import account, shared_document
+from harness.yclient import YClient, document_socket
 from server.app import create_app
 from server.settings import Settings
 from storage import accounts, collab
 from streaming.loader import LoadedModel
-from tests.accounts import account, shared_document
 from tests.conftest import serve
-from tests.yclient import YClient, document_socket
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,7 +63,7 @@ def live(
 
 @pytest.fixture
 def faults(live: Any) -> Iterator[FaultyStore]:
-    faulty = FaultyStore(live[1].state.store)
+    faulty = FaultyStore(live[1].state.services.store)
     yield faulty
     faulty.restore()
 
@@ -75,7 +75,7 @@ def append_at_end(client: YClient, words: str) -> None:
 async def reloaded_text(app: Any, url: str, document_id: str, headers: dict[str, str]) -> str:
     """The document as the database holds it: the (idle) room is dropped, so that the next client
     loads it again from its log."""
-    app.state.rooms._rooms.pop(document_id, None)
+    app.state.services.rooms._rooms.pop(document_id, None)
     async with YClient(document_socket(url, document_id), headers=headers) as reader:
         await asyncio.wait_for(reader.synced.wait(), 10)
         return str(reader.text)
@@ -91,7 +91,7 @@ async def test_an_update_reaches_the_others_when_its_sender_leaves_while_it_is_s
 
     async def store_once_the_sender_is_gone(fn: Callable[..., Any], *args: Any) -> Any:
         if fn is collab.append_update and not storing.is_set():
-            room = app.state.rooms.get(document)
+            room = app.state.services.rooms.get(document)
             sender = next(c for c in room.connections if c.username == "ann")
             storing.set()
             with anyio.fail_after(10):

@@ -14,12 +14,12 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from harness.accounts import account, sign_in_client
 from server.app import create_app
 from server.settings import Settings
 from streaming.engine import Engine
 from streaming.loader import LoadedModel
 from streaming.params import Status
-from tests.accounts import account, sign_in_client
 from tests.conftest import serve, wait_until
 from tests.streaming.doubles import PHASES, STOP, RecordingTokenizer, inject
 
@@ -78,7 +78,7 @@ def test_streamed_text_equals_unstreamed_text(client: TestClient) -> None:
 
 
 def test_user_field_is_the_session_key_for_prefix_reuse(client: TestClient) -> None:
-    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine: Engine = client.app.state.services.engine  # type: ignore[attr-defined]
     first = {"prompt": PROMPT, "max_tokens": 4, "temperature": 0, "user": "alice"}
     client.post("/v1/completions", json=first)
     client.post("/v1/completions", json={**first, "prompt": PROMPT + " must be"})
@@ -135,7 +135,7 @@ def live_server(app_settings: Settings, loaded_model: LoadedModel) -> Iterator[t
 
 def test_a_streaming_client_that_disconnects_cancels_its_generation(live_server: Any) -> None:
     url, app, alice = live_server
-    engine: Engine = app.state.engine
+    engine: Engine = app.state.services.engine
     body = {"prompt": PROMPT, "max_tokens": 500, "temperature": 0, "stream": True}
     with httpx.Client(base_url=url, timeout=30, headers=alice) as http:
         with http.stream("POST", "/v1/completions", json=body) as response:
@@ -146,7 +146,7 @@ def test_a_streaming_client_that_disconnects_cancels_its_generation(live_server:
 
 def test_a_waiting_client_that_disconnects_cancels_its_generation(live_server: tuple[str, Any, Any]) -> None:
     url, app, alice = live_server
-    engine: Engine = app.state.engine
+    engine: Engine = app.state.services.engine
     body = json.dumps({"prompt": PROMPT, "max_tokens": 500, "temperature": 0}).encode()
     port = int(url.rsplit(":", 1)[1])
     warm_up_steps = engine.steps
@@ -190,7 +190,7 @@ def test_the_model_is_warm_before_healthz_first_answers(
 ) -> None:
     with running(app_settings, loaded_model) as (url, app):
         health = httpx.get(f"{url}/healthz").json()
-        engine: Engine = app.state.engine
+        engine: Engine = app.state.services.engine
     assert health["warm"] is True and health["steps"] >= 2, "the warm-up ran before the app took requests"
     assert health["sessions"] == 0 and health["kv_bytes"] == 0
     assert not engine.recent
@@ -216,7 +216,7 @@ def test_a_fault_in_any_phase_of_a_step_fails_only_that_request(
     live_server: tuple[str, Any, Any], monkeypatch: pytest.MonkeyPatch, phase: str
 ) -> None:
     url, app, alice = live_server
-    message = inject(app.state.engine, monkeypatch, phase, "openai:alice:target")
+    message = inject(app.state.services.engine, monkeypatch, phase, "openai:alice:target")
     faulty = {"prompt": PROMPT, "max_tokens": 12, "temperature": 0, "user": "target", "stop": STOP}
     running = {"prompt": PROMPT + " must be", "max_tokens": 60, "temperature": 0, "stream": True}
     with httpx.Client(base_url=url, headers=alice, timeout=60) as http:
@@ -254,7 +254,7 @@ def test_a_dead_decode_loop_makes_healthz_answer_503_with_the_reason(
 ) -> None:
     with running(app_settings, loaded_model) as (url, app), httpx.Client(base_url=url) as http:
         alice = account(http, "alice")
-        engine: Engine = app.state.engine
+        engine: Engine = app.state.services.engine
         engine.limits = replace(engine.limits, restart_delay_s=600)  # it stays down for the test
         break_the_loop(engine, monkeypatch, times=1_000)
         waiting = post(url, alice, {"prompt": PROMPT, "max_tokens": 50}, timeout=30)
@@ -273,7 +273,7 @@ def test_a_dead_decode_loop_restarts_and_serves_again(
     live_server: tuple[str, Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, app, alice = live_server
-    engine: Engine = app.state.engine
+    engine: Engine = app.state.services.engine
     engine.limits = replace(engine.limits, restart_delay_s=0)
     break_the_loop(engine, monkeypatch, times=1)
     assert post(url, alice, {"prompt": PROMPT, "max_tokens": 50}).status_code == 500
@@ -323,7 +323,7 @@ def test_oversized_inputs_are_refused_naming_the_field(
         with httpx.Client(base_url=url) as http:
             alice = account(http, "alice")
         response = post(url, alice, {"max_tokens": 4, **body})
-        assert app.state.engine.stats().open_requests == 0
+        assert app.state.services.engine.stats().open_requests == 0
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["param"] == param and error["message"].startswith(f"{param}:")
@@ -331,7 +331,7 @@ def test_oversized_inputs_are_refused_naming_the_field(
 
 def test_prompts_are_tokenized_off_the_event_loop(live_server: tuple[str, Any, Any]) -> None:
     url, app, alice = live_server
-    engine: Engine = app.state.engine
+    engine: Engine = app.state.services.engine
     tokenizer = RecordingTokenizer(engine.tokenizer)
     engine.tokenizer = tokenizer
     assert post(url, alice, {"prompt": PROMPT, "max_tokens": 4}).status_code == 200

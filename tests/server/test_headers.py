@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from harness.accounts import account
 from server.app import create_app
 from server.settings import Settings
 from streaming.loader import LoadedModel
-from tests.accounts import account
 from tests.conftest import serve
 
 REQUIRED_POLICY = [

@@ -28,12 +28,12 @@ from pycrdt import (
     read_message,
 )
 
+from harness.accounts import PASSWORD, account_async
 from server.app import create_app
 from server.collab import MESSAGE_SAVED
 from server.errors import WS_4401_UNAUTHENTICATED
 from server.settings import Settings
 from streaming.loader import LoadedModel
-from tests.accounts import PASSWORD, account_async
 from tests.conftest import ROOT, serve
 
 NEW_PASSWORD = "a brand new passphrase"

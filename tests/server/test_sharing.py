@@ -17,6 +17,8 @@ from pycrdt import Doc, Text, create_awareness_message, write_message
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from harness.accounts import account
+from harness.yclient import YClient
 from server.app import create_app
 from server.collab import MESSAGE_ROLE_CHANGED
 from server.errors import WS_4403_FORBIDDEN
@@ -25,9 +27,7 @@ from server.yupdates import write_var_uint
 from storage import documents
 from storage.models import ShareLink, utcnow
 from streaming.loader import LoadedModel
-from tests.accounts import account
 from tests.conftest import serve, wait_until
-from tests.yclient import YClient
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -120,7 +120,7 @@ def test_share_links_join_revoke_and_expire(client: TestClient, people: dict[str
     assert client.get(path, headers=carol).status_code == 200  # revoking a link keeps who joined
 
     expiring = client.post(f"{path}/links", json={"role": "viewer", "expires_in_days": 1}).json()
-    store = client.app.state.store  # type: ignore[attr-defined]
+    store = client.app.state.services.store  # type: ignore[attr-defined]
 
     def expire(session: Any) -> None:
         row = session.get(ShareLink, expiring["id"])
@@ -218,7 +218,7 @@ def test_a_viewers_crafted_update_changes_nothing_and_is_logged(
             await vic.wait_for(lambda c: str(c.text) == "Only alice writes. Still.")
             assert str(alice.text) == "Only alice writes. Still."
 
-        room = app.state.rooms.get(document_id)
+        room = app.state.services.rooms.get(document_id)
         assert str(room.text) == "Only alice writes. Still."
 
     with caplog.at_level(logging.WARNING, logger="cowrite.audit"):
@@ -231,7 +231,7 @@ def test_a_viewers_crafted_update_changes_nothing_and_is_logged(
     assert dropped and document_id in dropped[0]
     wait_until(
         lambda: (
-            app.state.store.call(documents.get_document, document_id, "alice").text
+            app.state.services.store.call(documents.get_document, document_id, "alice").text
             == "Only alice writes. Still."
         ),
         "the text to be saved",

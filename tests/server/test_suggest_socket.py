@@ -16,13 +16,13 @@ from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 from websockets.sync.client import ClientConnection, connect
 
+from harness.accounts import account
 from server.app import create_app
 from server.errors import WS_4404_DOCUMENT_NOT_FOUND
 from server.protocol import MAX_FRAME_BYTES
 from server.settings import Settings
 from streaming.engine import Engine
 from streaming.loader import LoadedModel
-from tests.accounts import account
 from tests.conftest import serve, wait_until
 from tests.streaming.doubles import RecordingTokenizer
 
@@ -293,8 +293,10 @@ def test_a_client_leaving_mid_stream_is_not_an_application_error(
                     if how == "drop":  # the connection just ends, with no closing handshake
                         ws.socket.shutdown(socket.SHUT_RDWR)
                 # leaving the block closes the socket while frames are still coming
-                wait_until(lambda: app.state.engine.stats().open_requests == 0, "its generation to end")
-            sockets = app.state.sockets
+                wait_until(
+                    lambda: app.state.services.engine.stats().open_requests == 0, "its generation to end"
+                )
+            sockets = app.state.services.sockets
             wait_until(lambda: not sockets._by_user, "the server to notice every socket closed")
         finally:
             uvicorn_error.removeHandler(caplog.handler)
@@ -306,7 +308,7 @@ def test_a_client_leaving_mid_stream_is_not_an_application_error(
 
 def test_a_closed_socket_frees_its_cached_context(app_settings: Settings, loaded_model: LoadedModel) -> None:
     with live(app_settings, loaded_model) as (url, app, alice, document_id):
-        engine: Engine = app.state.engine
+        engine: Engine = app.state.services.engine
         with socket_to(url, alice, document_id, tab="one") as ws:
             ws.send(json.dumps(suggest("s1")))
             frames_until_done(ws, "s1")
@@ -353,7 +355,7 @@ def test_suggestions_are_tokenized_off_the_event_loop(
     app_settings: Settings, loaded_model: LoadedModel
 ) -> None:
     with live(app_settings, loaded_model) as (url, app, alice, document_id):
-        engine: Engine = app.state.engine
+        engine: Engine = app.state.services.engine
         tokenizer = RecordingTokenizer(engine.tokenizer)
         engine.tokenizer = tokenizer
         with socket_to(url, alice, document_id) as ws:

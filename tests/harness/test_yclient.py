@@ -11,13 +11,13 @@ import httpx
 import pytest
 import websockets
 
+from harness import yclient
+from harness.accounts import account
+from harness.yclient import YClient
 from server.app import create_app
 from server.settings import Settings
 from streaming.loader import LoadedModel
-from tests import yclient
-from tests.accounts import account
 from tests.conftest import serve
-from tests.yclient import YClient
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,0 +1,1 @@
+"""What tests and benchmarks share to drive a real Cowrite: server processes, accounts, a Yjs client."""

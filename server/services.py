@@ -1,0 +1,49 @@
+"""Everything the routes use, as one typed object built in the app's lifespan (`Services`), and
+`services(conn)`, the one way a handler reaches it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import HTTPConnection
+
+if TYPE_CHECKING:  # the modules below read their services through this one
+    import anyio
+
+    from server.auth import CookieSigner
+    from server.limits import AttemptLimiter, LiveSockets, RateLimiter
+    from server.rooms import Rooms
+    from server.settings import Settings
+    from storage.database import Store
+    from streaming.engine import Engine
+    from streaming.loader import LoadedModel
+
+
+@dataclass
+class Services:
+    """The app's long-lived parts; the lifespan enters those that run (store, engine, rooms)."""
+
+    settings: Settings
+    signer: CookieSigner
+    store: Store
+    engine: Engine
+    model: LoadedModel
+    rooms: Rooms
+    sockets: LiveSockets
+    password_limiter: anyio.CapacityLimiter  # password hashes at once (argon2 is costly)
+    signin_limiter: AttemptLimiter
+    signup_limiter: AttemptLimiter
+    suggestion_limiter: RateLimiter
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name
+
+
+def services(conn: HTTPConnection) -> Services:
+    """The running app's services; RuntimeError before its lifespan has started."""
+    found = getattr(conn.app.state, "services", None)
+    if not isinstance(found, Services):
+        raise RuntimeError("the app has not started: serve it (or enter its TestClient) so its lifespan runs")
+    return found
