@@ -28,8 +28,8 @@ from pycrdt import (
     write_message,
 )
 
-from server.collab import MESSAGE_REJECTED, MESSAGE_SAVED
 from server.yupdates import write_var_uint
+from server.ywire import MESSAGE_REJECTED, MESSAGE_SAVED
 
 
 def document_socket(url: str, document_id: str) -> str:

@@ -26,6 +26,7 @@ HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 MAX_ID = 2**53 - 1  # Yjs ids are JavaScript numbers
 MAX_TYPE_NAME = 256
 ENTRY_OVERHEAD = 3 * 10  # three varuints (id, clock, length) at most
+REMOTE_STATE_S = 30.0  # y-protocols' outdated timeout: a state not renewed this long is gone
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class RoomPresence:
         self.states: dict[int, tuple[int, str]] = {}  # client id -> (clock, state JSON), live ones
         self.clocks: dict[int, int] = {}  # client id -> last clock seen, while its owner is here
         self.bytes = 0
+        # states of clients on other replicas (checked there): client id -> (clock, state, when)
+        self.remote: dict[int, tuple[int, str, float]] = {}
+        self.remote_bytes = 0
 
     def accept(self, message: bytes, connection: Publisher) -> bytes | None:
         """The part of an awareness update this connection may set, sanitized, to relay to all; None
@@ -130,11 +134,39 @@ class RoomPresence:
             kept.append((client_id, clock, clean))
         return encode_entries(kept) if kept else None
 
-    def snapshot(self) -> bytes | None:
-        """Every live state, for a connection that just joined; None when there are none."""
-        if not self.states:
-            return None
-        return encode_entries([(c, clock, state) for c, (clock, state) in self.states.items()])
+    def accept_remote(self, update: bytes, now: float) -> bytes | None:
+        """An awareness update relayed by another replica (which checked it as `accept` does): the
+        part to pass on here, with its states kept for those who join later; None when nothing is
+        new. Bounded like a room's own states; ValueError when malformed."""
+        kept: list[tuple[int, int, str]] = []
+        for client_id, clock, state in read_entries(update, max(64, self.limits.room_bytes // 64)):
+            if client_id in self.owners:
+                continue  # a client id of this replica's own: ours decides
+            previous = self.remote.get(client_id)
+            if previous is not None and clock < previous[0]:
+                continue
+            if previous is not None:
+                self.remote_bytes -= len(previous[1])
+                del self.remote[client_id]
+            if state not in ("", "null"):
+                if self.remote_bytes + len(state) > self.limits.room_bytes:
+                    continue
+                self.remote[client_id] = (clock, state, now)
+                self.remote_bytes += len(state)
+            kept.append((client_id, clock, state or "null"))
+        return encode_entries(kept) if kept else None
+
+    def snapshot(self, now: float | None = None) -> bytes | None:
+        """Every live state, for a connection that just joined; None when there are none. States
+        from other replicas count while renewed within `REMOTE_STATE_S` (as browsers do)."""
+        entries = [(c, clock, state) for c, (clock, state) in self.states.items()]
+        for client_id, (clock, state, when) in list(self.remote.items()):
+            if now is not None and now - when > REMOTE_STATE_S:
+                self.remote_bytes -= len(state)
+                del self.remote[client_id]
+            else:
+                entries.append((client_id, clock, state))
+        return encode_entries(entries) if entries else None
 
     def forget(self, connection: Publisher) -> bytes | None:
         """Free a leaving connection's client ids; the update that removes its states for the

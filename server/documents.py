@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from server.access import authorize
 from server.auth import signed_in
-from server.collab import DocumentTooLarge
 from server.errors import api_error, invalid, not_found, read_json
+from server.room import DocumentTooLarge
 from server.rooms import Rooms
 from server.services import services
 from storage import documents, suggestions
@@ -90,7 +90,7 @@ async def delete_document(request: Request) -> Response:
     await _store(request).run(documents.delete_document, document_id, account.username)
     await _rooms(request).forget(document_id)
     sockets = services(request).sockets
-    sockets.document_gone(document_id)
+    await sockets.document_gone(document_id)
     return Response(status_code=204)
 
 

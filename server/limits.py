@@ -1,28 +1,61 @@
 """Abuse limits: sign-in attempts, suggestions per minute, open sockets per user (and the session
 each was opened under), idle sockets, request size.
 
-All counters live in this process's memory: they reset on restart and are per replica.
+The classes here count in this process's memory (one replica; they reset on restart). With
+`COWRITE_REDIS_URL` the same interfaces count in Redis across replicas (`server.shared_limits`), and
+role changes and ended sessions reach every replica's sockets through the broker.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import logging
 import math
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from typing import Protocol
+from types import TracebackType
+from typing import Any, Protocol
 
 import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from server.broker import CONTROL, CONTROL_CHANNEL, Broker, Envelope, LocalBroker
 from server.errors import WS_4401_UNAUTHENTICATED, WS_4408_IDLE, RequestTooLarge, api_error
 from storage.models import Role
 
 Clock = Callable[[], float]
+log = logging.getLogger(__name__)
+RELEASE_BACKLOG = 4096
+SOCKET_RENEW_S = 20  # well inside the shared count's lease (`server.shared_limits.SOCKET_LEASE_S`)
 
 # how a socket closes when the session it was opened under ends (`LiveSockets.end_session`)
 SESSION_ENDED = (WS_4401_UNAUTHENTICATED, "your session ended; sign in again")
+
+
+class Attempts(Protocol):
+    """A sliding-window limit on attempts per key (`AttemptLimiter` here, or counted in Redis)."""
+
+    async def retry_after(self, *keys: str) -> int: ...
+
+    async def reserve(self, *keys: str) -> float | str | None: ...
+
+    async def release(self, at: float | str, *keys: str) -> None: ...
+
+    async def forget(self, key: str) -> None: ...
+
+
+class Rate(Protocol):
+    """A per-key rate (`RateLimiter` here, or counted in Redis)."""
+
+    per_minute: int
+
+    async def take(self, key: str) -> float: ...
 
 
 class AttemptLimiter:
@@ -35,8 +68,11 @@ class AttemptLimiter:
         self.clock = clock
         self._failures: dict[str, deque[float]] = {}
 
-    def retry_after(self, *keys: str) -> int:
+    async def retry_after(self, *keys: str) -> int:
         """Seconds until an attempt under all these keys is allowed again; 0 when it is now."""
+        return self._retry_after(keys)
+
+    def _retry_after(self, keys: tuple[str, ...]) -> int:
         now = self.clock()
         wait = 0.0
         for key in keys:
@@ -46,7 +82,7 @@ class AttemptLimiter:
                 wait = max(wait, failures[-limit] + self.window_s - now)
         return math.ceil(wait)
 
-    def record(self, *keys: str) -> float:
+    def _record(self, *keys: str) -> float:
         """Count an attempt under every key; returns its time (for `release`)."""
         now = self.clock()
         for key in keys:
@@ -54,17 +90,18 @@ class AttemptLimiter:
             self._failures.setdefault(key, deque()).append(now)
         return now
 
-    def reserve(self, *keys: str) -> float | None:
+    async def reserve(self, *keys: str) -> float | None:
         """Count an attempt under every key before it is made (the check and the count are one
         step, so simultaneous attempts cannot all pass one check while the first is still being
         hashed). Its time, for `release`; None when a key is over its limit (see `retry_after`),
         and then nothing is counted."""
-        if self.retry_after(*keys) > 0:
+        if self._retry_after(keys) > 0:
             return None
-        return self.record(*keys)
+        return self._record(*keys)
 
-    def release(self, at: float, *keys: str) -> None:
+    async def release(self, at: float | str, *keys: str) -> None:
         """Un-count an attempt reserved at `at`: it turned out not to be a failure."""
+        assert isinstance(at, float), "a reservation of this limiter is the time it was made"
         for key in keys:
             failures = self._failures.get(key)
             if failures is not None and at in failures:
@@ -72,7 +109,7 @@ class AttemptLimiter:
                 if not failures:
                     del self._failures[key]
 
-    def forget(self, key: str) -> None:
+    async def forget(self, key: str) -> None:
         self._failures.pop(key, None)
 
     def _recent(self, key: str, now: float) -> deque[float]:
@@ -94,7 +131,7 @@ class RateLimiter:
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
 
-    def take(self, key: str) -> float:
+    async def take(self, key: str) -> float:
         """Take one; returns 0 when allowed, else the seconds until one is available."""
         now = self.clock()
         rate = self.per_minute / 60.0
@@ -116,22 +153,76 @@ class Revocable(Protocol):
     def session_ended(self) -> None: ...
 
 
-class LiveSockets:
-    """The open sockets of every user: capped per user, told when a role changes, and closed when
-    the session they were opened under ends."""
+class SocketCount(Protocol):
+    """Open sockets per user counted across replicas (`server.shared_limits.RedisSocketCount`)."""
 
-    def __init__(self, per_user: int) -> None:
+    async def claim(self, user: str, socket_id: str, limit: int) -> bool: ...
+
+    async def release(self, user: str, socket_id: str) -> None: ...
+
+    async def renew(self, open_sockets: dict[str, list[str]]) -> None: ...
+
+
+class LiveSockets:
+    """The open sockets of every user: capped per user (across replicas, given a shared count),
+    told when a role changes, and closed when the session they were opened under ends. Changes
+    announced here reach every replica's sockets through the broker.
+
+    An async context manager: its task renews the shared count's leases and releases counts."""
+
+    def __init__(
+        self, per_user: int, broker: Broker | None = None, shared: SocketCount | None = None
+    ) -> None:
         self.per_user = per_user
+        self.broker: Broker = broker or LocalBroker()
+        self.shared = shared
         self._by_user: defaultdict[str, dict[Revocable, str]] = defaultdict(dict)  # socket -> document
         self._by_session: dict[str, set[Revocable]] = {}  # session id hash -> its sockets
         self._session_of: dict[Revocable, str] = {}
+        self._ids: dict[Revocable, str] = {}  # socket -> its id in the shared count
+        self._serial = itertools.count()
+        self._released: MemoryObjectSendStream[tuple[str, str]] | None = None
+        self._group: TaskGroup | None = None
+        self._unsubscribe: Callable[[], None] | None = None
 
-    def add(self, user: str, document_id: str, socket: Revocable, session: str) -> bool:
+    async def __aenter__(self) -> LiveSockets:
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        self._unsubscribe = await self.broker.subscribe(CONTROL_CHANNEL, self._on_control)
+        if self.shared is not None:
+            self._released, to_release = anyio.create_memory_object_stream[tuple[str, str]](RELEASE_BACKLOG)
+            self._group.start_soon(self._keep_count, self.shared, to_release)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._group is not None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._released is not None:
+            self._released.close()
+        self._group.cancel_scope.cancel()
+        await self._group.__aexit__(None, None, None)
+        self._group = None
+
+    async def add(self, user: str, document_id: str, socket: Revocable, session: str) -> bool:
         """Count a new socket opened under `session` (the session id's hash); False (and not
-        counted) when the user has `per_user` open already."""
+        counted) when the user has `per_user` open already, on this replica or all together."""
         sockets = self._by_user[user]
         if len(sockets) >= self.per_user:
             return False
+        if self.shared is not None:
+            socket_id = f"{next(self._serial)}"
+            try:
+                claimed = await self.shared.claim(user, socket_id, self.per_user)
+            except RedisError:
+                log.warning("could not count a socket of %s across replicas; counting it here only", user)
+                claimed = True
+            if not claimed:
+                return False
+            self._ids[socket] = socket_id
+            sockets = self._by_user[user]  # another socket of theirs may have come and gone meanwhile
         sockets[socket] = document_id
         self._by_session.setdefault(session, set()).add(socket)
         self._session_of[socket] = session
@@ -149,29 +240,111 @@ class LiveSockets:
             same.discard(socket)
             if not same:
                 del self._by_session[session]
+        socket_id = self._ids.pop(socket, None)
+        if socket_id is not None and self._released is not None:
+            try:
+                self._released.send_nowait((user, socket_id))
+            except (anyio.WouldBlock, anyio.ClosedResourceError):
+                pass  # its lease runs out by itself
 
     def sessions(self) -> set[str]:
-        """The sessions (id hashes) that have sockets open."""
+        """The sessions (id hashes) that have sockets open here."""
         return set(self._by_session)
 
-    def end_session(self, session: str) -> None:
+    def count(self) -> int:
+        """The sockets open on this replica."""
+        return len(self._session_of)
+
+    # what every replica hears
+
+    async def end_session(self, session: str) -> None:
         """The session ended (signed out, replaced, expired, reset elsewhere): close its sockets."""
-        for socket in list(self._by_session.get(session, ())):
-            socket.session_ended()
+        await self._announce({"op": "end_session", "session": session})
 
-    def end_sessions_of(self, user: str) -> None:
+    async def end_sessions_of(self, user: str) -> None:
         """Every session of the user ended (a password change): close all their sockets."""
-        for socket in list(self._by_user.get(user, {})):
-            socket.session_ended()
+        await self._announce({"op": "end_sessions_of", "user": user})
 
-    def role_changed(self, document_id: str, user: str, role: Role | None) -> None:
-        for socket, where in list(self._by_user.get(user, {}).items()):
-            if where == document_id:
-                socket.role_changed(role)
+    async def role_changed(self, document_id: str, user: str, role: Role | None) -> None:
+        await self._announce(
+            {"op": "role", "document": document_id, "user": user, "role": role and str(role)}
+        )
 
-    def document_gone(self, document_id: str) -> None:
-        for user in list(self._by_user):
-            self.role_changed(document_id, user, None)
+    async def document_gone(self, document_id: str) -> None:
+        await self._announce({"op": "document_gone", "document": document_id})
+
+    async def _announce(self, event: dict[str, str | None]) -> None:
+        self.apply(event)
+        await self.broker.publish(CONTROL_CHANNEL, CONTROL, json.dumps(event).encode())
+
+    def _on_control(self, envelope: Envelope) -> None:
+        if envelope.kind != CONTROL:
+            return  # RESYNC: a sign-out missed meanwhile is found by the session sweep
+        try:
+            event = json.loads(envelope.payload)
+        except ValueError:
+            log.warning("dropped a malformed control message from replica %s", envelope.sender)
+            return
+        if isinstance(event, dict):
+            self.apply(event)
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """Carry out a control event on this replica's sockets; anything unknown is ignored."""
+        op = event.get("op")
+        if op == "end_session" and isinstance(event.get("session"), str):
+            for socket in list(self._by_session.get(event["session"], ())):
+                socket.session_ended()
+        elif op == "end_sessions_of" and isinstance(event.get("user"), str):
+            for socket in list(self._by_user.get(event["user"], {})):
+                socket.session_ended()
+        elif op == "role" and isinstance(event.get("document"), str) and isinstance(event.get("user"), str):
+            known, role = _role(event.get("role"))
+            if known:
+                for socket, where in list(self._by_user.get(event["user"], {}).items()):
+                    if where == event["document"]:
+                        socket.role_changed(role)
+        elif op == "document_gone" and isinstance(event.get("document"), str):
+            for sockets in list(self._by_user.values()):
+                for socket, where in list(sockets.items()):
+                    if where == event["document"]:
+                        socket.role_changed(None)
+
+    async def _keep_count(
+        self, shared: SocketCount, to_release: MemoryObjectReceiveStream[tuple[str, str]]
+    ) -> None:
+        async def release() -> None:
+            async for user, socket_id in to_release:
+                try:
+                    await shared.release(user, socket_id)
+                except RedisError as exc:
+                    log.warning("could not release a socket count (%s); its lease runs out", exc)
+
+        async def renew() -> None:
+            while True:
+                await anyio.sleep(SOCKET_RENEW_S)
+                open_sockets: dict[str, list[str]] = {}
+                for user, sockets in list(self._by_user.items()):
+                    ids = [self._ids[s] for s in sockets if s in self._ids]
+                    if ids:
+                        open_sockets[user] = ids
+                try:
+                    await shared.renew(open_sockets)
+                except RedisError as exc:
+                    log.warning("could not renew the socket counts (%s); will retry", exc)
+
+        with to_release:
+            async with anyio.create_task_group() as group:
+                group.start_soon(release)
+                group.start_soon(renew)
+
+
+def _role(value: object) -> tuple[bool, Role | None]:
+    """(whether it is a role, the role) a control event names; None: removed from the document."""
+    if value is None:
+        return True, None
+    if isinstance(value, str) and value in {str(role) for role in Role}:
+        return True, Role(value)
+    return False, None
 
 
 class IdleTimer:

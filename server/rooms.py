@@ -14,8 +14,9 @@ from anyio.abc import TaskGroup
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.awareness import AwarenessLimits
-from server.collab import Room, RoomClosed
+from server.broker import Broker, LocalBroker
 from server.errors import DatabaseUnavailable
+from server.room import Room, RoomClosed, RoomMetrics
 from server.settings import Settings
 from storage import collab
 from storage.database import Store
@@ -24,6 +25,13 @@ from storage.documents import DocumentNotFound
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 2  # a room closed under a caller (idle, or dropped) is opened again once
+# among replicas, the one holding a document's lease saves its text and folds its log; a replica
+# that dies lets it lapse
+LEASE_S = 15.0
+
+
+def lease_name(room: Room) -> str:
+    return f"doc:{room.document_id}"
 
 
 class Rooms:
@@ -39,8 +47,12 @@ class Rooms:
         idle_timeout_s: float = 600.0,
         document_limit: int = 16 << 20,
         awareness_limits: AwarenessLimits | None = None,
+        broker: Broker | None = None,
+        metrics: RoomMetrics | None = None,
     ) -> None:
         self.store = store
+        self.broker: Broker = broker or LocalBroker()
+        self.metrics = metrics
         self.awareness_limits = awareness_limits or AwarenessLimits()
         self.update_limit = update_limit
         self.idle_timeout_s = idle_timeout_s
@@ -86,11 +98,18 @@ class Rooms:
                     self.document_limit,
                     on_broken=self._drop,
                     awareness_limits=self.awareness_limits,
+                    broker=self.broker,
+                    metrics=self.metrics,
                 )
+                await room.listen()
                 try:
                     await room.load()
                 except RoomClosed as exc:  # seeding it from its text could not be stored
+                    room.stop_listening()
                     raise DatabaseUnavailable("the document could not be loaded") from exc
+                except BaseException:
+                    room.stop_listening()
+                    raise
                 self._rooms[document_id] = room
                 self._group.start_soon(room.worker.run)
             if not room.connections:  # its caller joins it now: not idle for a while yet
@@ -133,6 +152,7 @@ class Rooms:
         """Drop a deleted document's room, disconnecting its clients."""
         room = self._rooms.pop(document_id, None)
         if room is not None:
+            room.stop_listening()
             room.worker.close()
             for connection in list(room.connections):
                 connection.outbox.close()
@@ -149,6 +169,8 @@ class Rooms:
                 now = anyio.current_time()
                 for room in list(self._rooms.values()):
                     try:
+                        if not await self.broker.take_lease(lease_name(room), LEASE_S):
+                            continue  # another replica keeps this document's text and log
                         if room.log_entries > self.compact_after_entries:
                             await room.compact()
                         else:
@@ -173,17 +195,27 @@ class Rooms:
         if room.connections and not force:
             return
         self._drop(room)
+        leased = await self.broker.take_lease(lease_name(room), LEASE_S)
         try:
-            await room.close()
+            if leased:
+                await room.close()
+            else:  # the replica that holds the lease saves and folds it
+                room.stop_listening()
+                room.worker.close()
         except RoomClosed:
             pass
         except SQLAlchemyError:
             log.exception("could not save document %s on closing it", room.document_id)
+        finally:
+            if leased and self.broker.shared:
+                await self.broker.release_lease(lease_name(room))
 
 
-def rooms_for(settings: Settings, store: Store) -> Rooms:
+def rooms_for(settings: Settings, store: Store, broker: Broker, metrics: RoomMetrics | None = None) -> Rooms:
     return Rooms(
         store,
+        broker=broker,
+        metrics=metrics,
         update_limit=settings.update_limit_mb << 20,
         idle_timeout_s=settings.idle_timeout_s,
         document_limit=settings.document_limit_mb << 20,

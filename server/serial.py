@@ -86,6 +86,17 @@ class SerialWorker:
             raise job.error
         return job.result  # type: ignore[return-value]
 
+    def submit(self, work: Callable[[], Awaitable[object]]) -> bool:
+        """Queue `work` without waiting for it (its failure is logged); False when the worker is
+        closed or its backlog is full."""
+        job: _Job[object] = _Job(work)
+        job.waited_for = False
+        try:
+            self._send.send_nowait(job)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
+
     def close(self) -> None:
         """Take no more jobs; `run()` returns once the queued ones are done."""
         self._send.close()

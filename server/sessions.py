@@ -50,7 +50,7 @@ class SessionWatch:
             return
         alive = await self.store.run(accounts.live_sessions, open_sessions)
         for session in open_sessions - alive:
-            self.sockets.end_session(session)
+            await self.sockets.end_session(session)
 
     async def _watch(self) -> None:
         while True:

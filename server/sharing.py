@@ -57,9 +57,9 @@ def _store(request: Request) -> Store:
     return store
 
 
-def _tell_sockets(request: Request, document_id: str, username: str, role: Role | None) -> None:
+async def _tell_sockets(request: Request, document_id: str, username: str, role: Role | None) -> None:
     sockets = services(request).sockets
-    sockets.role_changed(document_id, username, role)
+    await sockets.role_changed(document_id, username, role)
 
 
 def token_hash(token: str) -> str:
@@ -119,7 +119,7 @@ async def _put_member(
         role,
         account.username,
     )
-    _tell_sockets(request, document_id, username, role)
+    await _tell_sockets(request, document_id, username, role)
     return JSONResponse(member.model_dump(mode="json"), status_code=201 if created else 200)
 
 
@@ -134,7 +134,7 @@ async def remove_member(request: Request) -> Response:
     if not await _store(request).run(sharing.remove_member, document_id, username):
         return api_error(404, "not_found", "no such member")
     audit.info("member removed doc=%s user=%s by=%s", document_id, username, account.username)
-    _tell_sockets(request, document_id, username, None)
+    await _tell_sockets(request, document_id, username, None)
     return Response(status_code=204)
 
 
@@ -234,7 +234,7 @@ async def join_link(request: Request) -> Response:
     except LinkNotValid:
         return _invalid_link_page()
     audit.info("joined by link doc=%s user=%s role=%s", document_id, account.username, role)
-    _tell_sockets(request, document_id, account.username, role)
+    await _tell_sockets(request, document_id, account.username, role)
     return RedirectResponse(f"/d/{document_id}", status_code=303)
 
 

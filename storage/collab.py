@@ -6,6 +6,7 @@ one snapshot (the merged state) and keeps the text as a revision, so restoring s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from sqlalchemy import delete, func
@@ -68,6 +69,23 @@ def compact(session: Session, document_id: str, snapshot: bytes, upto_id: int | 
     if upto_id is not None:
         statement = statement.where(col(CrdtUpdate.id) <= upto_id)
     session.exec(statement)
+    session.add(CrdtUpdate(document_id=document_id, data=snapshot, snapshot=True))
+
+
+def fold(session: Session, document_id: str, merge: Callable[[list[bytes]], tuple[bytes, str]]) -> None:
+    """Replace exactly the entries read here by one snapshot, `merge(their updates)` -> (snapshot,
+    its text), and keep that text. For replicas: an entry another one stores meanwhile is not read,
+    so it is not deleted either (deleting "up to an id" could drop an entry committed late)."""
+    rows = session.exec(
+        select(CrdtUpdate.id, CrdtUpdate.data)
+        .where(CrdtUpdate.document_id == document_id)
+        .order_by(col(CrdtUpdate.id))
+    ).all()
+    if not rows:
+        return
+    snapshot, text = merge([bytes(data) for _, data in rows])
+    save_text(session, document_id, text)
+    session.exec(delete(CrdtUpdate).where(col(CrdtUpdate.id).in_([row_id for row_id, _ in rows])))
     session.add(CrdtUpdate(document_id=document_id, data=snapshot, snapshot=True))
 
 

@@ -170,7 +170,7 @@ async def test_an_update_that_takes_too_long_is_undone_by_reloading_the_room(
         await ann.wait_saved()
         await bob.wait_for(lambda c: len(str(c.text)) == 40_000)
         entries = stored_entries(app, document)
-        monkeypatch.setattr("server.collab.UPDATE_TIME_LIMIT_S", 0.0)  # out of time after one piece
+        monkeypatch.setattr("server.room.UPDATE_TIME_LIMIT_S", 0.0)  # out of time after one piece
         await ann.send_raw(create_update_message(deletions(ann.client_id, range(1, 40_000, 2))))
         await ann.wait_for(lambda c: c.closed is not None)
         await bob.wait_for(lambda c: c.closed is not None)

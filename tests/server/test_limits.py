@@ -146,39 +146,39 @@ def test_frames_over_the_limit_close_with_1009(tight: TestClient) -> None:
     assert tight.get(f"/api/documents/{document['id']}").json()["text"] == ""
 
 
-def test_the_limiters_count_and_forget_on_their_clock() -> None:
+async def test_the_limiters_count_and_forget_on_their_clock() -> None:
     now = [0.0]
     attempts = AttemptLimiter({"account": 2}, window_s=60, clock=lambda: now[0])
-    attempts.record("account:ann")
-    attempts.record("account:ann")
-    assert attempts.retry_after("account:ann") == 60
+    assert await attempts.reserve("account:ann") is not None
+    assert await attempts.reserve("account:ann") is not None
+    assert await attempts.retry_after("account:ann") == 60
     now[0] = 30.0
-    assert attempts.retry_after("account:ann") == 30 and attempts.retry_after("account:bob") == 0
+    assert await attempts.retry_after("account:ann") == 30 and await attempts.retry_after("account:bob") == 0
     now[0] = 60.0
-    assert attempts.retry_after("account:ann") == 0
+    assert await attempts.retry_after("account:ann") == 0
 
     rate = RateLimiter(per_minute=60, clock=lambda: now[0])
-    assert [rate.take("ann") for _ in range(60)] == [0.0] * 60
-    assert rate.take("ann") == pytest.approx(1.0)
+    assert [await rate.take("ann") for _ in range(60)] == [0.0] * 60
+    assert await rate.take("ann") == pytest.approx(1.0)
     now[0] += 1.0
-    assert rate.take("ann") == 0.0 and rate.take("bob") == 0.0
+    assert await rate.take("ann") == 0.0 and await rate.take("bob") == 0.0
 
 
-def test_an_attempt_is_reserved_before_it_is_made_and_can_be_released() -> None:
+async def test_an_attempt_is_reserved_before_it_is_made_and_can_be_released() -> None:
     now = [0.0]
     attempts = AttemptLimiter({"account": 2, "address": 3}, window_s=60, clock=lambda: now[0])
-    first = attempts.reserve("account:ann", "address:a")
-    second = attempts.reserve("account:ann", "address:a")
+    first = await attempts.reserve("account:ann", "address:a")
+    second = await attempts.reserve("account:ann", "address:a")
     assert first is not None and second is not None
-    assert attempts.reserve("account:ann", "address:a") is None  # nothing counted when refused
-    assert attempts.retry_after("account:ann") == 60
-    attempts.release(second, "account:ann", "address:a")  # it succeeded after all
-    assert attempts.reserve("account:bob", "address:a") is not None
-    assert attempts.reserve("account:cy", "address:a") is not None  # the place released is free
-    assert attempts.reserve("account:dee", "address:a") is None  # the address's three are taken
+    assert await attempts.reserve("account:ann", "address:a") is None  # nothing counted when refused
+    assert await attempts.retry_after("account:ann") == 60
+    await attempts.release(second, "account:ann", "address:a")  # it succeeded after all
+    assert await attempts.reserve("account:bob", "address:a") is not None
+    assert await attempts.reserve("account:cy", "address:a") is not None  # the place released is free
+    assert await attempts.reserve("account:dee", "address:a") is None  # the address's three are taken
     now[0] = 61.0
-    attempts.release(first, "account:ann", "address:a")  # expired meanwhile: nothing to release
-    assert attempts.retry_after("account:ann", "address:a") == 0
+    await attempts.release(first, "account:ann", "address:a")  # expired meanwhile: nothing to release
+    assert await attempts.retry_after("account:ann", "address:a") == 0
 
 
 # Only edits and suggestion requests are activity: an open tab's awareness (renewed every few
