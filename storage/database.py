@@ -7,6 +7,7 @@ functions (`fn(session, ...)`) on a worker thread, one transaction each.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -16,14 +17,17 @@ import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x636F7772  # "cowr": the advisory lock key replicas migrate under
 P = ParamSpec("P")
 T = TypeVar("T")
+# told each `Store.run`'s query function name and seconds taken (the server's metrics)
+StoreObserver = Callable[[str, float], None]
 
 
 def sqlite_url(path: Path) -> str:
@@ -38,8 +42,12 @@ def alembic_config(connection: Any) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision`; an old database file keeps working."""
+    """Bring the schema to `revision`; an old database file keeps working. On PostgreSQL, under an
+    advisory lock held to the end of the transaction: replicas starting together on a new database
+    take turns (the second finds the schema made) instead of both creating the tables."""
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         command.upgrade(alembic_config(connection), revision)
 
 
@@ -81,8 +89,9 @@ def make_engine(url: str) -> Engine:
 class Store:
     """The database for one app: an async context manager around a SQLAlchemy engine."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, observer: StoreObserver | None = None) -> None:
         self.url = url
+        self.observer = observer
         self._engine: Engine | None = None
 
     @property
@@ -121,4 +130,9 @@ class Store:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(session, *args)` in one transaction on a worker thread."""
-        return await anyio.to_thread.run_sync(self.call, fn, *args)
+        started = time.perf_counter()
+        try:
+            return await anyio.to_thread.run_sync(self.call, fn, *args)
+        finally:  # a failed query's time counts too: a slow failure is what latency should show
+            if self.observer is not None:
+                self.observer(getattr(fn, "__name__", "unknown"), time.perf_counter() - started)

@@ -6,12 +6,16 @@ import contextlib
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
+import redis
 import uvicorn
+from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
 from harness.processes import free_port
@@ -62,3 +66,45 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) 
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting: {what}"
         time.sleep(0.01)
+
+
+# more than one replica: a fresh PostgreSQL database and a Redis cleared of Cowrite's keys, from
+# the servers `.ci/run` names (skipped, saying so, where there are none)
+POSTGRES_ENV = "COWRITE_TEST_POSTGRES_URL"
+REDIS_ENV = "COWRITE_TEST_REDIS_URL"
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server, dropped afterwards."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"needs PostgreSQL: set {POSTGRES_ENV} (as .ci/run does); none on this machine")
+    url = make_url(base)
+    name = f"cowrite_replicas_{uuid.uuid4().hex[:12]}"
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    """The test Redis, with Cowrite's counters and leases from earlier runs removed."""
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"needs Redis: set {REDIS_ENV} (as .ci/run does); none on this machine")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+        for key in client.scan_iter(match="cowrite:*"):
+            client.delete(key)
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis at {REDIS_ENV} does not answer: {exc}")
+    finally:
+        client.close()
+    return url
