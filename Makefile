@@ -8,7 +8,7 @@ UI := editor_ui
 UI_DEPS := $(UI)/node_modules/.package-lock.json
 BUNDLES := $(UI)/static/editor.js $(UI)/static/list.js $(UI)/static/auth.js
 
-.PHONY: install run test bench bench-peer lint ui ui-check e2e-deps clean
+.PHONY: install run test bench bench-peer lint ui ui-check e2e-deps cluster cluster-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ install: $(STAMP)
 run: install
 	$(PY) -m server
 
-test: install lint ui-check e2e-deps
+test: install lint ui-check e2e-deps cluster-deps
 	$(PY) -m pytest
 
 $(UI_DEPS): $(UI)/package.json $(UI)/package-lock.json
@@ -52,6 +52,23 @@ e2e-deps:
 			     "(sudo apt-get install chromium)"; \
 		fi; }
 
+# Debian's nginx, the load balancer of `make cluster` and its test
+cluster-deps:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing nginx for the cluster"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+		else \
+			echo "nginx is missing and this is not root: make cluster will not start and its test" \
+			     "will be skipped (sudo apt-get install nginx)"; \
+		fi; }
+
+# the topology of docs/cluster.md on this machine: its PostgreSQL and Redis, one engine process,
+# two web replicas and nginx in front, in the foreground (Ctrl+C stops it); COWRITE_CLUSTER_* and
+# `python deploy/cluster.py --help` say what can be changed
+cluster: install cluster-deps
+	$(PY) deploy/cluster.py
+
 bench: install
 	$(PY) -m bench.engine
 	$(PY) -m bench.writers
@@ -66,8 +83,9 @@ bench-peer: install
 	$(PY) -m bench.writers --peer --writers 1 4 8 16
 
 lint: install
-	$(VENV)/bin/ruff check server streaming storage tests bench harness
+	$(VENV)/bin/ruff check server streaming storage tests bench harness deploy
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy deploy/cluster.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache $(UI)/node_modules test-artifacts
