@@ -38,7 +38,8 @@ async def document_socket(websocket: WebSocket) -> None:
         await too_many_sockets(websocket, account.username, sockets.per_user)
         return
     try:
-        await room.serve(connection, receive)
+        with services(websocket).metrics.socket_open("document"):
+            await room.serve(connection, receive)
     finally:
         sockets.remove(account.username, connection)
     if connection.closing is not None:

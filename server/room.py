@@ -78,6 +78,9 @@ GROWTH_PER_OP = 32
 EDIT_OVERHEAD = 64
 # a failed write of the log is retried after these pauses before the room gives up (1013)
 STORE_RETRY_DELAYS_S = (0.1, 0.4, 1.0)
+# among replicas, the one holding a document's lease saves its text and folds its log (renewed by
+# its upkeep every second); a replica that dies lets it lapse
+LEASE_S = 15.0
 TRY_AGAIN = (WS_1013_TRY_AGAIN_LATER, "the document could not be saved; reconnect to send your changes again")
 T = TypeVar("T")
 
@@ -159,6 +162,7 @@ class Room:
         self.store = store
         self.broker: Broker = broker or LocalBroker()
         self.channel = document_channel(document_id)
+        self.lease = f"doc:{document_id}"  # who saves the text and folds the log, among replicas
         self.metrics = metrics
         self._unsubscribe: Callable[[], None] | None = None
         self.update_limit = update_limit
@@ -552,7 +556,9 @@ class Room:
         await self._serially(self._save_text)
 
     async def _save_text(self) -> None:
-        if self.text_dirty:
+        if self.text_dirty and self.broker.shared and not await self.broker.take_lease(self.lease, LEASE_S):
+            await self._save_merged_text()
+        elif self.text_dirty:
             text = await anyio.to_thread.run_sync(str, self.text)
             self.text_dirty = False
             try:
@@ -560,6 +566,25 @@ class Room:
             except BaseException:
                 self.text_dirty = True  # saved on the next try
                 raise
+
+    async def _save_merged_text(self) -> None:
+        """The text of what this replica holds merged with the log as stored, saved in one
+        transaction that holds the document's row: a replica without the lease (an API edit or
+        read made through it) never stores a text older than one stored before."""
+        own = await anyio.to_thread.run_sync(self.doc.get_update)
+
+        def merge(stored: list[bytes]) -> str:
+            merged: Doc[Text] = Doc()
+            for update in (own, *stored):
+                merged.apply_update(update)
+            return str(merged.get(TEXT_NAME, type=Text))
+
+        self.text_dirty = False
+        try:
+            await self.store.run(collab.save_merged_text, self.document_id, merge)
+        except BaseException:
+            self.text_dirty = True
+            raise
 
     async def compact(self) -> None:
         """Save the text, then fold the log into one snapshot of the current state."""

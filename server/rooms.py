@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from server.awareness import AwarenessLimits
 from server.broker import Broker, LocalBroker
 from server.errors import DatabaseUnavailable
-from server.room import Room, RoomClosed, RoomMetrics
+from server.room import LEASE_S, Room, RoomClosed, RoomMetrics
 from server.settings import Settings
 from storage import collab
 from storage.database import Store
@@ -25,13 +25,6 @@ from storage.documents import DocumentNotFound
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 2  # a room closed under a caller (idle, or dropped) is opened again once
-# among replicas, the one holding a document's lease saves its text and folds its log; a replica
-# that dies lets it lapse
-LEASE_S = 15.0
-
-
-def lease_name(room: Room) -> str:
-    return f"doc:{room.document_id}"
 
 
 class Rooms:
@@ -169,7 +162,7 @@ class Rooms:
                 now = anyio.current_time()
                 for room in list(self._rooms.values()):
                     try:
-                        if not await self.broker.take_lease(lease_name(room), LEASE_S):
+                        if not await self.broker.take_lease(room.lease, LEASE_S):
                             continue  # another replica keeps this document's text and log
                         if room.log_entries > self.compact_after_entries:
                             await room.compact()
@@ -195,7 +188,7 @@ class Rooms:
         if room.connections and not force:
             return
         self._drop(room)
-        leased = await self.broker.take_lease(lease_name(room), LEASE_S)
+        leased = await self.broker.take_lease(room.lease, LEASE_S)
         try:
             if leased:
                 await room.close()
@@ -208,7 +201,7 @@ class Rooms:
             log.exception("could not save document %s on closing it", room.document_id)
         finally:
             if leased and self.broker.shared:
-                await self.broker.release_lease(lease_name(room))
+                await self.broker.release_lease(room.lease)
 
 
 def rooms_for(settings: Settings, store: Store, broker: Broker, metrics: RoomMetrics | None = None) -> Rooms:

@@ -76,6 +76,7 @@ def fold(session: Session, document_id: str, merge: Callable[[list[bytes]], tupl
     """Replace exactly the entries read here by one snapshot, `merge(their updates)` -> (snapshot,
     its text), and keep that text. For replicas: an entry another one stores meanwhile is not read,
     so it is not deleted either (deleting "up to an id" could drop an entry committed late)."""
+    _hold(session, document_id)
     rows = session.exec(
         select(CrdtUpdate.id, CrdtUpdate.data)
         .where(CrdtUpdate.document_id == document_id)
@@ -87,6 +88,22 @@ def fold(session: Session, document_id: str, merge: Callable[[list[bytes]], tupl
     save_text(session, document_id, text)
     session.exec(delete(CrdtUpdate).where(col(CrdtUpdate.id).in_([row_id for row_id, _ in rows])))
     session.add(CrdtUpdate(document_id=document_id, data=snapshot, snapshot=True))
+
+
+def save_merged_text(session: Session, document_id: str, merge: Callable[[list[bytes]], str]) -> None:
+    """Save `merge(the log's updates)` as the text, holding the document's row meanwhile, so that
+    of two replicas saving at once the one that read less cannot write last."""
+    _hold(session, document_id)
+    rows = session.exec(
+        select(CrdtUpdate.data).where(CrdtUpdate.document_id == document_id).order_by(col(CrdtUpdate.id))
+    ).all()
+    save_text(session, document_id, merge([bytes(data) for data in rows]))
+
+
+def _hold(session: Session, document_id: str) -> None:
+    """Lock the document's row to the end of the transaction (PostgreSQL; SQLite has one writer)."""
+    if session.exec(select(Document.id).where(Document.id == document_id).with_for_update()).first() is None:
+        raise DocumentNotFound(document_id)
 
 
 def last_update_id(session: Session, document_id: str) -> int | None:
