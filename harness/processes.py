@@ -10,7 +10,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -24,17 +24,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(port: int, data_dir: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int, data_dir: Path, env: Mapping[str, str] | None = None, command: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     """`python -m server` on `port` with its data in `data_dir`, reusing the converted weights;
-    `env` adds settings (`COWRITE_...`)."""
+    `env` adds settings (`COWRITE_...`); `command` is a subcommand (`serve-engine`)."""
     models, shared = data_dir / "models", ROOT / "data" / "models"
     if not models.exists():
         shared.mkdir(parents=True, exist_ok=True)  # converted once, then loaded by every server
         models.symlink_to(shared)
-    command = [sys.executable, "-m", "server", "--port", str(port), "--data-dir", str(data_dir)]
+    line = [sys.executable, "-m", "server", *command, "--port", str(port), "--data-dir", str(data_dir)]
     environment = {**os.environ, "COWRITE_LOG_LEVEL": "warning", **(env or {})}
     with open(data_dir / "server.log", "ab") as log:
-        return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(line, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
 
 
 async def wait_ready(url: str, server: subprocess.Popen[bytes], within_s: float = 120.0) -> None:

@@ -21,6 +21,7 @@ from server import auth, collab, datadir, documents, pages, sharing, suggest
 from server.access import close_quietly
 from server.auth import PASSWORD_WORKERS, CookieSigner, SessionBackend, SessionMiddleware, load_secret_key
 from server.completions import completions, models
+from server.engines import describe, engine_health, engine_limits, remote_engine
 from server.errors import (
     DATABASE_DOWN,
     WS_1013_TRY_AGAIN_LATER,
@@ -41,39 +42,31 @@ from server.sessions import SessionWatch
 from server.settings import Settings
 from storage.database import Store
 from storage.documents import DocumentNotFound
-from streaming.engine import Engine, EngineLimits
+from streaming.engine import Engine
+from streaming.interface import GenerationEngine
 from streaming.loader import LoadedModel, load_model
 from streaming.runner import ModelRunner
 
 
-def engine_limits(settings: Settings) -> EngineLimits:
-    return EngineLimits(
-        max_rows=settings.max_rows,
-        max_queue=settings.max_queue,
-        prefill_chunk=settings.prefill_chunk,
-        context_tokens=settings.context_tokens,
-        kv_budget_bytes=settings.kv_budget_mb << 20,
-        owner_requests=settings.requests_per_user,
-        owner_rows=settings.rows_per_user,
-        owner_sessions=settings.sessions_per_user,
-        session_idle_s=settings.session_idle_s,
-        prompt_limit_chars=settings.prompt_limit_chars,
-        prompt_limit_tokens=settings.prompt_limit_tokens,
-    )
-
-
 def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlette:
-    """The app; `loaded` skips loading the model (the CLI loads it first to report errors plainly)."""
+    """The app; `loaded` skips loading the model (the CLI loads it first to report errors plainly).
+    With `engine_url` set no model is loaded here: suggestions go to the engine tier."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if loaded is not None:
-            model = loaded
+        engine: GenerationEngine
+        if settings.engine_url is not None:
+            engine = remote_engine(settings)
+            model = engine.model  # filled in as the engine answers
         else:
-            model = await asyncio.to_thread(
-                load_model, settings.model, settings.device, settings.dtype, settings.model_cache_dir
-            )
-        engine = Engine(ModelRunner(model.model), model.tokenizer, engine_limits(settings))
+            loaded_model = loaded
+            if loaded_model is None:
+                loaded_model = await asyncio.to_thread(
+                    load_model, settings.model, settings.device, settings.dtype, settings.model_cache_dir
+                )
+            model = describe(loaded_model)
+            runner = ModelRunner(loaded_model.model)
+            engine = Engine(runner, loaded_model.tokenizer, engine_limits(settings))
         store = Store(settings.database)
         rooms = rooms_for(settings, store)
         found = Services(
@@ -178,26 +171,8 @@ async def database_unavailable(conn: Request | WebSocket, exc: Exception) -> Res
 
 
 async def healthz(request: Request) -> JSONResponse:
-    """503 with the reason while the engine's decode loop is down (it restarts by itself)."""
+    """503 with the reason while the engine cannot serve: its decode loop is down (it restarts by
+    itself), or the engine tier (`COWRITE_ENGINE_URL`) does not answer."""
     found = services(request)
-    model, engine = found.model, found.engine
-    stats = engine.stats()
-    return JSONResponse(
-        {
-            "status": "ok" if engine.failure is None else "failed",
-            "reason": engine.failure,
-            "warm": engine.warmed,
-            "restarts": engine.restarts,
-            "last_failure": engine.last_failure,
-            "model": model.name,
-            "device": str(model.device),
-            "dtype": str(model.dtype).removeprefix("torch."),
-            "queue_depth": stats.queued,
-            "active_requests": stats.active_requests,
-            "active_rows": stats.active_rows,
-            "sessions": stats.sessions,
-            "kv_bytes": stats.kv_bytes,
-            "steps": stats.steps,
-        },
-        status_code=200 if engine.failure is None else 503,
-    )
+    body, serving = await engine_health(found.engine, found.model)
+    return JSONResponse(body, status_code=200 if serving else 503)

@@ -1,4 +1,8 @@
-"""`cowrite` / `python -m server`: load the model (reporting failures in one line), then serve."""
+"""`cowrite` / `python -m server`: load the model (reporting failures in one line), then serve.
+
+`cowrite serve-engine` serves the model alone, for web replicas started with `COWRITE_ENGINE_URL`;
+a web replica started with it loads no model.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,27 @@ import sys
 from collections.abc import Sequence
 
 import uvicorn
+from starlette.applications import Starlette
 
 from server import datadir
 from server.app import create_app
+from server.engine_app import create_engine_app, required_token
 from server.settings import Settings, SettingsError
 from streaming.errors import ModelLoadError
-from streaming.loader import load_model
+from streaming.loader import LoadedModel, load_model
+
+SERVE_ENGINE = "serve-engine"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    engine_only = bool(args) and args[0] == SERVE_ENGINE
+    if engine_only:
+        args = args[1:]
     try:
-        settings = Settings.from_env(os.environ).with_args(sys.argv[1:] if argv is None else argv)
+        settings = Settings.from_env(os.environ).with_args(args)
+        if engine_only:
+            required_token(settings)
     except SettingsError as exc:
         print(f"cowrite: {exc}", file=sys.stderr)
         return 2
@@ -26,13 +40,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     datadir.protect(settings.data_dir)  # before anything is written into it
-    try:
-        loaded = load_model(settings.model, settings.device, settings.dtype, settings.model_cache_dir)
-    except ModelLoadError as exc:
-        print(f"cowrite: {exc}", file=sys.stderr)
-        return 2
-    app = create_app(settings, loaded)
-    print(f"Cowrite is running on http://{settings.host}:{settings.port}  (Ctrl+C stops it)", flush=True)
+    loaded: LoadedModel | None = None
+    if engine_only or settings.engine_url is None:  # a web replica with an engine tier loads no model
+        try:
+            loaded = load_model(settings.model, settings.device, settings.dtype, settings.model_cache_dir)
+        except ModelLoadError as exc:
+            print(f"cowrite: {exc}", file=sys.stderr)
+            return 2
+    app: Starlette
+    if engine_only:
+        app = create_engine_app(settings, loaded)
+        print(f"Cowrite's engine is serving on http://{settings.host}:{settings.port}", flush=True)
+    else:
+        app = create_app(settings, loaded)
+        print(f"Cowrite is running on http://{settings.host}:{settings.port}  (Ctrl+C stops it)", flush=True)
     proxies = settings.trusted_proxy_list
     uvicorn.run(
         app,

@@ -2,6 +2,8 @@
 
 The OpenAI `user` field is the engine's session key, so its clients get prefix reuse too. The
 signed-in account is the engine's owner key: its share of the model is capped (429 beyond).
+`complete` is shared with `cowrite serve-engine` (server/engine_app.py), which differs only in who
+may ask and whose share a request takes.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -19,8 +21,8 @@ from starlette.responses import JSONResponse, Response
 from server.auth import signed_in
 from server.services import services
 from server.sse import EventStreamResponse, sse_data, unless_disconnected
-from streaming.engine import Engine
 from streaming.errors import InvalidRequest
+from streaming.interface import GenerationEngine, ModelInfo
 from streaming.jobs import Generation
 from streaming.params import Completion, GenerationRequest, Status
 
@@ -35,6 +37,12 @@ FINISH_REASONS = {
     Status.SUPERSEDED: "superseded",
 }
 MAX_USER_CHARS = 128  # the `user` field names a cached session; a long key would only cost memory
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+    include_usage: bool = False  # a last chunk with the usage, as OpenAI sends it
 
 
 class CompletionBody(BaseModel):
@@ -52,6 +60,7 @@ class CompletionBody(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=MAX_USER_CHARS)
 
     @field_validator("prompt")
@@ -78,13 +87,28 @@ async def completions(request: Request) -> Response:
         response = error_response(429, "too many requests; slow down", "rate_limit_exceeded")
         response.headers["retry-after"] = str(math.ceil(wait))
         return response
+    return await complete(
+        request, engine, services(request).model_name, lambda payload: _web(payload, account.username)
+    )
+
+
+# a request's JSON payload -> its body (how to answer) and what the engine is asked
+ReadRequest = Callable[[object], tuple[CompletionBody, GenerationRequest]]
+
+
+async def complete(
+    request: Request, engine: GenerationEngine, model_name: str, read: ReadRequest
+) -> Response:
+    """Answer a completions request whose sender may ask (the caller checked), streamed or whole.
+
+    A client that goes away cancels its generation at once, streamed or not.
+    """
     try:
         try:
             payload = await request.json()
         except RecursionError:  # nesting deeper than the parser goes
             raise ValueError("the body is nested too deeply") from None
-        body = CompletionBody.model_validate(payload)
-        generation_request = _to_engine(body, account.username)
+        body, generation_request = read(payload)
         generation = await engine.submit(generation_request)
     except ValueError as exc:  # malformed JSON, ValidationError and InvalidRequest are ValueErrors
         return _invalid(exc)
@@ -92,9 +116,9 @@ async def completions(request: Request) -> Response:
     if refused is not None:
         return refused
 
-    model_name = services(request).model_name
     if body.stream:
-        return EventStreamResponse(_stream(generation, model_name))
+        usage = body.stream_options is not None and body.stream_options.include_usage
+        return EventStreamResponse(_stream(generation, model_name, usage))
     async with generation:
         finished, completion = await unless_disconnected(generation.result(), request.receive)
     if not finished or completion is None:
@@ -104,13 +128,28 @@ async def completions(request: Request) -> Response:
     return JSONResponse(_whole(completion, model_name))
 
 
-def _to_engine(body: CompletionBody, username: str) -> GenerationRequest:
+def _web(payload: object, username: str) -> tuple[CompletionBody, GenerationRequest]:
+    """A signed-in account's request: its `user` names one of the account's sessions; Cowrite's
+    extension fields are ignored (only `serve-engine` takes them, under its token)."""
+    body = CompletionBody.model_validate(payload)
+    return body, to_engine(body, f"openai:{username}:{body.user}" if body.user else None, username)
+
+
+def to_engine(
+    body: CompletionBody, session: str | None, owner: str, heal: bool = False, prefix: str = ""
+) -> GenerationRequest:
+    """The engine request for a body; `session` None: a context used once, not kept."""
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    if prefix:
+        # a prefix travels at the end of the prompt (streaming/openai.py): cut it off to spell it out
+        if not prompt.endswith(prefix):
+            raise InvalidRequest("prefix", "must be the end of the prompt")
+        prompt = prompt[: -len(prefix)]
     stop = () if body.stop is None else (body.stop,) if isinstance(body.stop, str) else tuple(body.stop)
     return GenerationRequest(
         prompt=prompt,
-        session=f"openai:{username}:{body.user}" if body.user else f"openai-once:{uuid.uuid4().hex}",
-        keep_session=bool(body.user),
+        session=session or f"openai-once:{uuid.uuid4().hex}",
+        keep_session=session is not None,
         max_new_tokens=body.max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
@@ -118,11 +157,13 @@ def _to_engine(body: CompletionBody, username: str) -> GenerationRequest:
         n=body.n,
         stop=stop,
         seed=body.seed,
-        owner=username,
+        owner=owner,
+        heal=heal,
+        prefix=prefix,
     )
 
 
-def _refusal(generation: Generation, engine: Engine) -> JSONResponse | None:
+def _refusal(generation: Generation, engine: GenerationEngine) -> JSONResponse | None:
     """The answer for a request the engine did not take: 429 over the account's share, 503 busy."""
     completion = generation.completion
     if completion is None:
@@ -153,29 +194,43 @@ def _invalid(exc: ValueError) -> JSONResponse:
     return error_response(400, "the body must be a JSON object", "invalid_request_error")
 
 
-async def _stream(generation: Generation, model_name: str) -> AsyncIterator[str]:
+async def _stream(generation: Generation, model_name: str, usage: bool) -> AsyncIterator[str]:
+    """The chunks; beyond OpenAI's fields each choice says its `tokens` so far, and its last one
+    its `token_ids` and exact `status` (what a web replica's `RemoteEngine` reads back)."""
     created = int(time.time())
 
-    def chunk(index: int, text: str, finish: str | None) -> str:
-        choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
         payload = {
             "id": generation.id,
             "object": "text_completion",
             "created": created,
             "model": model_name,
-            "choices": [choice],
+            "choices": choices,
+            **extra,
         }
         return sse_data(payload)
 
-    async with generation:
+    async with generation:  # leaving early (the client went away) cancels the generation
         async for delta in generation:
-            yield chunk(delta.index, delta.text, None)
+            choice = {"index": delta.index, "text": delta.text, "logprobs": None, "finish_reason": None}
+            yield chunk([{**choice, "tokens": delta.tokens}])
         completion = await generation.result()
         if completion.status is Status.ERROR:
             yield sse_data({"error": {"message": completion.error, "type": "server_error"}})
         else:
             for alt in completion.alternatives:
-                yield chunk(alt.index, "", FINISH_REASONS.get(alt.status or completion.status, "stop"))
+                status = alt.status or completion.status
+                end = {
+                    "index": alt.index,
+                    "text": "",
+                    "logprobs": None,
+                    "finish_reason": FINISH_REASONS.get(status, "stop"),
+                }
+                yield chunk(
+                    [{**end, "tokens": len(alt.tokens), "token_ids": alt.tokens, "status": str(status)}]
+                )
+            if usage:
+                yield chunk([], usage=_usage(completion))
         yield sse_data("[DONE]")
 
 
@@ -189,22 +244,39 @@ def _whole(completion: Completion, model_name: str) -> dict[str, Any]:
         }
         for alt in completion.alternatives
     ]
-    generated = sum(len(alt.tokens) for alt in completion.alternatives)
     return {
         "id": completion.id,
         "object": "text_completion",
         "created": int(time.time()),
         "model": model_name,
         "choices": choices,
-        "usage": {
-            "prompt_tokens": completion.prompt_tokens,
-            "completion_tokens": generated,
-            "total_tokens": completion.prompt_tokens + generated,
-        },
+        "usage": _usage(completion),
+    }
+
+
+def _usage(completion: Completion) -> dict[str, Any]:
+    generated = sum(len(alt.tokens) for alt in completion.alternatives)
+    return {
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": generated,
+        "total_tokens": completion.prompt_tokens + generated,
+        # the prompt tokens read from the session's cached context, not computed again
+        "prompt_tokens_details": {"cached_tokens": completion.reused_tokens},
     }
 
 
 async def models(request: Request) -> JSONResponse:
     signed_in(request)
-    name = services(request).model_name
-    return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "cowrite"}]})
+    return model_list(services(request).model)
+
+
+def model_list(model: ModelInfo) -> JSONResponse:
+    """`/v1/models`: the one model, with the device and dtype it runs on (Cowrite's fields)."""
+    entry = {
+        "id": model.name,
+        "object": "model",
+        "owned_by": "cowrite",
+        "device": model.device,
+        "dtype": model.dtype,
+    }
+    return JSONResponse({"object": "list", "data": [entry]})

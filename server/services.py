@@ -16,8 +16,7 @@ if TYPE_CHECKING:  # the modules below read their services through this one
     from server.rooms import Rooms
     from server.settings import Settings
     from storage.database import Store
-    from streaming.engine import Engine
-    from streaming.loader import LoadedModel
+    from streaming.interface import GenerationEngine, ModelInfo
 
 
 @dataclass
@@ -27,8 +26,8 @@ class Services:
     settings: Settings
     signer: CookieSigner
     store: Store
-    engine: Engine
-    model: LoadedModel
+    engine: GenerationEngine  # the model here (`Engine`) or on its own tier (`RemoteEngine`)
+    model: ModelInfo  # which model, and where it runs
     rooms: Rooms
     sockets: LiveSockets
     password_limiter: anyio.CapacityLimiter  # password hashes at once (argon2 is costly)

@@ -77,6 +77,8 @@ class Settings:
             token = getattr(self, name)
             if token is not None and len(token) < 16:
                 raise SettingsError(f"COWRITE_{name.upper()} must be at least 16 characters")
+        if self.engine_url is not None and not self.engine_url.startswith(("http://", "https://")):
+            raise SettingsError("COWRITE_ENGINE_URL must be an http:// or https:// URL")
         if self.metrics_port > 65535:
             raise SettingsError("COWRITE_METRICS_PORT must be a port number (0 turns it off)")
         if self.session_check_s < 1:

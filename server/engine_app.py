@@ -1,0 +1,172 @@
+"""`cowrite serve-engine`: the model alone, for web replicas elsewhere (`COWRITE_ENGINE_URL`).
+
+`/v1/completions`, `/v1/models` and `/v1/sessions/close` answer only to the bearer token the
+replicas share (`COWRITE_ENGINE_TOKEN`); under it, Cowrite's fields of a request (`owner`, `heal`,
+`prefix`) are honoured. `/healthz` is open, like the web app's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server import datadir
+from server.completions import MAX_USER_CHARS, CompletionBody, complete, error_response, model_list, to_engine
+from server.engines import describe, engine_health, engine_limits
+from server.errors import RequestTooLarge
+from server.limits import BodyLimit
+from server.settings import Settings, SettingsError
+from streaming.engine import Engine
+from streaming.interface import ModelInfo
+from streaming.loader import LoadedModel, load_model
+from streaming.params import MAX_PREFIX, GenerationRequest
+from streaming.runner import ModelRunner
+
+MAX_OWNER_CHARS = 64
+MAX_CLOSES = 256  # session keys in one `/v1/sessions/close`
+
+
+class EngineCompletionBody(CompletionBody):
+    """A web replica's request: OpenAI's fields and Cowrite's (ignored by other servers)."""
+
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+    owner: str = Field(default="", max_length=MAX_OWNER_CHARS)  # whose share of the engine it takes
+    heal: bool = False  # re-choose the prompt's last token (docs/engine.md, token healing)
+    prefix: str = Field(default="", max_length=MAX_PREFIX)  # the end of the prompt, spelled out
+
+
+class SessionsToClose(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    users: list[str] = Field(max_length=MAX_CLOSES)
+
+
+@dataclass
+class EngineTier:
+    """What the engine app's routes use, built in its lifespan."""
+
+    engine: Engine
+    model: ModelInfo
+    token: str
+
+
+def engine_tier(conn: HTTPConnection) -> EngineTier:
+    found = getattr(conn.app.state, "tier", None)
+    if not isinstance(found, EngineTier):
+        raise RuntimeError("the engine app has not started: serve it so its lifespan runs")
+    return found
+
+
+def required_token(settings: Settings) -> str:
+    """The engine's bearer token; SettingsError without one (the engine would answer anyone)."""
+    if settings.engine_token is None:
+        raise SettingsError(
+            "serve-engine needs COWRITE_ENGINE_TOKEN (16 characters or more): the bearer token its "
+            "web replicas send"
+        )
+    return settings.engine_token
+
+
+def create_engine_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlette:
+    """The engine-only app; `loaded` skips loading the model. SettingsError without a token."""
+    token = required_token(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        model = loaded
+        if model is None:
+            model = await asyncio.to_thread(
+                load_model, settings.model, settings.device, settings.dtype, settings.model_cache_dir
+            )
+        engine = Engine(ModelRunner(model.model), model.tokenizer, engine_limits(settings))
+        app.state.tier = EngineTier(engine, describe(model), token)
+        async with engine:
+            datadir.protect(settings.data_dir)  # the converted weights exist now
+            await engine.warm_up()  # before /healthz answers: no writer meets a cold model
+            yield
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/models", models),
+        Route("/v1/sessions/close", close_sessions, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(BodyLimit, limit=settings.request_limit_mb << 20)],
+        lifespan=lifespan,
+        exception_handlers={RequestTooLarge: too_large},
+    )
+
+
+def _refuse_token(request: Request) -> Response | None:
+    """401 unless the request carries the engine's token."""
+    tier = engine_tier(request)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), tier.token.encode()):
+        return None
+    response = error_response(
+        401, "a bearer token is required: the engine's COWRITE_ENGINE_TOKEN", "auth_error"
+    )
+    response.headers["www-authenticate"] = "Bearer"
+    return response
+
+
+async def completions(request: Request) -> Response:
+    """A web replica's request: its `owner` takes the share, its `user` is the session key as is
+    (the replica's keys name user, document and tab already)."""
+    refused = _refuse_token(request)
+    if refused is not None:
+        return refused
+    tier = engine_tier(request)
+    return await complete(request, tier.engine, tier.model.name, _engine_request)
+
+
+def _engine_request(payload: object) -> tuple[CompletionBody, GenerationRequest]:
+    body = EngineCompletionBody.model_validate(payload)
+    return body, to_engine(body, body.user, body.owner, heal=body.heal, prefix=body.prefix)
+
+
+async def models(request: Request) -> Response:
+    refused = _refuse_token(request)
+    return refused if refused is not None else model_list(engine_tier(request).model)
+
+
+async def close_sessions(request: Request) -> Response:
+    """The replica's callers are gone (their sockets closed): free these sessions' cached contexts."""
+    refused = _refuse_token(request)
+    if refused is not None:
+        return refused
+    try:
+        closing = SessionsToClose.model_validate_json(await request.body())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or None
+        return error_response(400, f"{where}: {first['msg']}", "invalid_request_error", where)
+    engine = engine_tier(request).engine
+    for user in closing.users:
+        if 0 < len(user) <= MAX_USER_CHARS:
+            engine.close_session(user)
+    return Response(status_code=204)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """503 with the reason while the decode loop is down (it restarts by itself)."""
+    tier = engine_tier(request)
+    body, serving = await engine_health(tier.engine, tier.model)
+    return JSONResponse(body, status_code=200 if serving else 503)
+
+
+async def too_large(request: Request, exc: Exception) -> Response:
+    return error_response(413, "the request body is too large", "invalid_request_error")
