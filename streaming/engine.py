@@ -21,6 +21,7 @@ import torch
 from streaming.errors import InvalidRequest
 from streaming.jobs import AltState, Generation, Job
 from streaming.kv import common_prefix
+from streaming.observer import EngineObserver
 from streaming.params import Alternative, Completion, Delta, GenerationRequest, Status
 from streaming.queues import FairQueue
 from streaming.runner import ModelRunner, RowInput
@@ -70,8 +71,15 @@ class EngineStats:
 class Engine:
     """Continuous batching over a `ModelRunner`; an async context manager."""
 
-    def __init__(self, runner: ModelRunner, tokenizer: Tokenizer, limits: EngineLimits | None = None) -> None:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        tokenizer: Tokenizer,
+        limits: EngineLimits | None = None,
+        observer: EngineObserver | None = None,
+    ) -> None:
         self.runner = runner
+        self.observer = observer  # told of steps, first tokens and ends (the server's metrics)
         self.tokenizer = tokenizer
         self.limits = limits or EngineLimits()
         model_limit = getattr(runner.config, "max_position_embeddings", None) or 2048
@@ -397,6 +405,7 @@ class Engine:
         self.steps += 1
         for job in {id(j): j for j, _ in owners}.values():
             job.last_step = self.steps
+        started = time.perf_counter()
         self._forwarding = True
         try:
             results = await self._forward(loop, inputs)
@@ -419,6 +428,8 @@ class Engine:
                     self._advance(job, alt, logits, now)
                 except Exception as exc:
                     self._fail(job, "sampling its next token", exc)
+        if self.observer is not None:
+            self.observer.step(time.perf_counter() - started, len(inputs))
         return True
 
     async def _forward(
@@ -533,6 +544,8 @@ class Engine:
         if alt is None:
             assert job.row is not None
             job.first_token_at = now
+            if self.observer is not None:
+                self.observer.first_token(now - job.submitted_at)
             for index in range(request.n):
                 row = job.row if index == 0 else job.row.fork(request.max_new_tokens)
                 generator = None
@@ -628,6 +641,8 @@ class Engine:
         job.in_flight_at_end = int(self._forwarding and job.last_step == self.steps)
         self._waiting.remove(job)
         job.events.put_nowait(job.completion)
+        if self.observer is not None:
+            self.observer.ended(status, sum(len(a.tokens) for a in job.alts))
         self._wake.set()
 
     def _reap(self, now: float) -> None:
