@@ -78,6 +78,7 @@ async def admit_socket(websocket: WebSocket, needed: Role) -> tuple[Account, Rol
 
 
 async def too_many_sockets(websocket: WebSocket, username: str, limit: int) -> None:
+    services(websocket).metrics.refused("sockets")
     audit.warning("refused a socket to %s: %s has %d open", websocket.url.path, username, limit)
     await close_quietly(websocket, WS_4429_TOO_MANY_SOCKETS, f"at most {limit} open connections per user")
 

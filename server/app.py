@@ -32,9 +32,11 @@ from server.errors import (
     not_found,
     unavailable,
 )
+from server.exporter import listener_for, public_routes
 from server.headers import SecurityHeaders
 from server.hosts import HostGuard, allowed_hosts
 from server.limits import AttemptLimiter, BodyLimit, LiveSockets, RateLimiter
+from server.metrics import Metrics
 from server.origin import CsrfGuard
 from server.rooms import rooms_for
 from server.services import Services, services
@@ -54,6 +56,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        metrics = Metrics()
         engine: GenerationEngine
         if settings.engine_url is not None:
             engine = remote_engine(settings)
@@ -66,14 +69,16 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
                 )
             model = describe(loaded_model)
             runner = ModelRunner(loaded_model.model)
-            engine = Engine(runner, loaded_model.tokenizer, engine_limits(settings))
-        store = Store(settings.database)
+            engine = Engine(runner, loaded_model.tokenizer, engine_limits(settings), observer=metrics)
+        metrics.watch_engine(engine.stats)
+        store = Store(settings.database, observer=metrics.store_query)
         rooms = rooms_for(settings, store)
         found = Services(
             settings=settings,
             signer=signer,
             store=store,
             engine=engine,
+            metrics=metrics,
             model=model,
             rooms=rooms,
             sockets=LiveSockets(settings.sockets_per_user),
@@ -89,7 +94,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         )
         app.state.services = found
         sessions = SessionWatch(found.sockets, store, settings.session_check_s)
-        async with store, engine, rooms, sessions:
+        async with listener_for(settings, metrics), store, engine, rooms, sessions:
             datadir.protect(settings.data_dir)  # the database and the converted weights exist now
             await engine.warm_up()  # before /healthz answers: no writer meets a cold model
             yield
@@ -98,6 +103,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         Route("/healthz", healthz),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/models", models),
+        *public_routes(settings),
         *auth.routes,
         *documents.routes,
         *sharing.routes,

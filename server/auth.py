@@ -292,6 +292,7 @@ async def signup(request: Request) -> Response:
     key = f"address:{address}"
     reserved = limiter.reserve(key)  # before the hash, so simultaneous sign-ups count each other
     if reserved is None:
+        services(request).metrics.refused("signup")
         audit.warning("signup refused (rate limited) address=%s", address)
         return rate_limited(limiter.retry_after(key), "too many new accounts from this address")
     try:
@@ -318,10 +319,12 @@ async def signin(request: Request) -> Response:
     # counted as a failure before the hash: simultaneous guesses cannot all pass one check
     reserved = limiter.reserve(*keys)
     if reserved is None:
+        services(request).metrics.refused("signin")
         audit.warning("signin refused (rate limited) user=%s address=%s", data.username, address)
         return rate_limited(limiter.retry_after(*keys))
     user = await _store(request).run(accounts.get_user, data.username)
     ok = await verified(request, user.password_hash if user else _DUMMY_HASH, data.password)
+    services(request).metrics.signin(ok and user is not None)
     if not ok or user is None:  # an unknown user was verified against the dummy hash
         audit.warning("signin failed user=%s address=%s", data.username, address)
         return api_error(401, "bad_credentials", "wrong username or password")
@@ -353,6 +356,7 @@ async def change_password(request: Request) -> Response:
     keys = (f"account:{account.username}", f"address:{address}")
     reserved = limiter.reserve(*keys)  # as for sign-in: counted before the hash
     if reserved is None:
+        services(request).metrics.refused("signin")  # the same attempts, the same limit
         return rate_limited(limiter.retry_after(*keys))
     store = _store(request)
     user = await store.run(accounts.get_user, account.username)

@@ -84,6 +84,7 @@ async def completions(request: Request) -> Response:
     limiter = services(request).suggestion_limiter
     wait = limiter.take(account.username)
     if wait > 0:
+        services(request).metrics.refused("suggestions")  # the editor's limit: one budget for both
         response = error_response(429, "too many requests; slow down", "rate_limit_exceeded")
         response.headers["retry-after"] = str(math.ceil(wait))
         return response

@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # the modules below read their services through this one
 
     from server.auth import CookieSigner
     from server.limits import AttemptLimiter, LiveSockets, RateLimiter
+    from server.metrics import Metrics
     from server.rooms import Rooms
     from server.settings import Settings
     from storage.database import Store
@@ -27,6 +28,7 @@ class Services:
     signer: CookieSigner
     store: Store
     engine: GenerationEngine  # the model here (`Engine`) or on its own tier (`RemoteEngine`)
+    metrics: Metrics  # Prometheus (server/metrics.py)
     model: ModelInfo  # which model, and where it runs
     rooms: Rooms
     sockets: LiveSockets

@@ -81,6 +81,8 @@ class Settings:
             raise SettingsError("COWRITE_ENGINE_URL must be an http:// or https:// URL")
         if self.metrics_port > 65535:
             raise SettingsError("COWRITE_METRICS_PORT must be a port number (0 turns it off)")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise SettingsError("COWRITE_METRICS_PORT must differ from COWRITE_PORT (metrics stay off it)")
         if self.session_check_s < 1:
             raise SettingsError("COWRITE_SESSION_CHECK_S must be at least 1")
 

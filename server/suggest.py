@@ -104,6 +104,7 @@ class SuggestionSocket:
         self.store = found.store
         self.model = found.model
         self.limiter = found.suggestion_limiter
+        self.metrics = found.metrics
         settings = found.settings
         self.frame_limit = settings.frame_limit_kb << 10
         self.idle_timeout_s = settings.idle_timeout_s
@@ -199,6 +200,7 @@ class SuggestionSocket:
     async def _start(self, message: Suggest, group: TaskGroup, send: MemoryObjectSendStream[Frame]) -> None:
         wait = self.limiter.take(self.user)
         if wait > 0:
+            self.metrics.refused("suggestions")
             raise ProtocolError(
                 "rate_limited",
                 "too many suggestion requests; wait a moment",
@@ -251,6 +253,7 @@ class SuggestionSocket:
         await self.store.run(
             suggestions.record_feedback, suggestion_id, outcome, message.accepted_chars, message.alternative
         )
+        self.metrics.suggestion(outcome)
 
     async def _stream(
         self,
@@ -301,6 +304,7 @@ class SuggestionSocket:
             round(completion.total_s * 1000, 1),
             sum(len(a.tokens) for a in completion.alternatives),
         )
+        self.metrics.suggestion(OUTCOMES[completion.status])
         alternatives = [
             {"index": a.index, "text": text, "reason": _reason(a.status or completion.status)}
             for a, text in zip(completion.alternatives, texts)
@@ -346,7 +350,8 @@ async def suggestion_socket(websocket: WebSocket) -> None:
         await too_many_sockets(websocket, account.username, sockets.per_user)
         return
     try:
-        await socket.serve()
+        with services(websocket).metrics.socket_open("suggest"):
+            await socket.serve()
     finally:
         sockets.remove(account.username, socket)
     if socket.closing is not None:
