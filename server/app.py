@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from server import auth, collab, datadir, documents, pages, sharing, suggest
 from server.access import close_quietly
 from server.auth import PASSWORD_WORKERS, CookieSigner, SessionBackend, SessionMiddleware, load_secret_key
+from server.cluster import broker_for, counters_for
 from server.completions import completions, models
 from server.engines import describe, engine_health, engine_limits, remote_engine
 from server.errors import (
@@ -35,7 +36,7 @@ from server.errors import (
 from server.exporter import listener_for, public_routes
 from server.headers import SecurityHeaders
 from server.hosts import HostGuard, allowed_hosts
-from server.limits import AttemptLimiter, BodyLimit, LiveSockets, RateLimiter
+from server.limits import BodyLimit
 from server.metrics import Metrics
 from server.origin import CsrfGuard
 from server.rooms import rooms_for
@@ -72,7 +73,9 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
             engine = Engine(runner, loaded_model.tokenizer, engine_limits(settings), observer=metrics)
         metrics.watch_engine(engine.stats)
         store = Store(settings.database, observer=metrics.store_query)
-        rooms = rooms_for(settings, store)
+        broker = broker_for(settings)
+        counters = counters_for(settings, broker)
+        rooms = rooms_for(settings, store, broker, metrics)
         found = Services(
             settings=settings,
             signer=signer,
@@ -81,20 +84,16 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
             metrics=metrics,
             model=model,
             rooms=rooms,
-            sockets=LiveSockets(settings.sockets_per_user),
+            broker=broker,
+            sockets=counters.sockets,
             password_limiter=anyio.CapacityLimiter(PASSWORD_WORKERS),
-            signin_limiter=AttemptLimiter(
-                {"account": settings.signin_attempts, "address": settings.signin_attempts_per_address},
-                window_s=SIGNIN_WINDOW_S,
-            ),
-            signup_limiter=AttemptLimiter(
-                {"address": settings.signups_per_address}, window_s=SIGNUP_WINDOW_S
-            ),
-            suggestion_limiter=RateLimiter(settings.suggestions_per_minute),
+            signin_limiter=counters.signin,
+            signup_limiter=counters.signup,
+            suggestion_limiter=counters.suggestions,
         )
         app.state.services = found
         sessions = SessionWatch(found.sockets, store, settings.session_check_s)
-        async with listener_for(settings, metrics), store, engine, rooms, sessions:
+        async with listener_for(settings, metrics), store, broker, counters.sockets, engine, rooms, sessions:
             datadir.protect(settings.data_dir)  # the database and the converted weights exist now
             await engine.warm_up()  # before /healthz answers: no writer meets a cold model
             yield
@@ -135,8 +134,6 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
 
 
 log = logging.getLogger(__name__)
-SIGNIN_WINDOW_S = 15 * 60
-SIGNUP_WINDOW_S = 60 * 60
 
 
 def _is_api(request: Request) -> bool:

@@ -290,17 +290,17 @@ async def signup(request: Request) -> Response:
     limiter = services(request).signup_limiter
     address = client_address(request)
     key = f"address:{address}"
-    reserved = limiter.reserve(key)  # before the hash, so simultaneous sign-ups count each other
+    reserved = await limiter.reserve(key)  # before the hash, so simultaneous sign-ups count each other
     if reserved is None:
         services(request).metrics.refused("signup")
         audit.warning("signup refused (rate limited) address=%s", address)
-        return rate_limited(limiter.retry_after(key), "too many new accounts from this address")
+        return rate_limited(await limiter.retry_after(key), "too many new accounts from this address")
     try:
         if await store.run(accounts.get_user, data.username) is not None:
             raise UsernameTaken(data.username)  # known before spending a hash on it
         user = await store.run(accounts.create_user, data.username, await hashed(request, data.password))
     except UsernameTaken:
-        limiter.release(reserved, key)  # no account was made
+        await limiter.release(reserved, key)  # no account was made
         return api_error(409, "username_taken", "that username is taken")
     audit.info("signup user=%s address=%s admin=%s", user.username, address, user.is_admin)
     response = JSONResponse({"user": user.model_dump()}, status_code=201)
@@ -317,19 +317,19 @@ async def signin(request: Request) -> Response:
     address = client_address(request)
     keys = (f"account:{data.username}", f"address:{address}")
     # counted as a failure before the hash: simultaneous guesses cannot all pass one check
-    reserved = limiter.reserve(*keys)
+    reserved = await limiter.reserve(*keys)
     if reserved is None:
         services(request).metrics.refused("signin")
         audit.warning("signin refused (rate limited) user=%s address=%s", data.username, address)
-        return rate_limited(limiter.retry_after(*keys))
+        return rate_limited(await limiter.retry_after(*keys))
     user = await _store(request).run(accounts.get_user, data.username)
     ok = await verified(request, user.password_hash if user else _DUMMY_HASH, data.password)
     services(request).metrics.signin(ok and user is not None)
     if not ok or user is None:  # an unknown user was verified against the dummy hash
         audit.warning("signin failed user=%s address=%s", data.username, address)
         return api_error(401, "bad_credentials", "wrong username or password")
-    limiter.forget(keys[0])
-    limiter.release(reserved, keys[1])  # not a failure after all
+    await limiter.forget(keys[0])
+    await limiter.release(reserved, keys[1])  # not a failure after all
     audit.info("signin user=%s address=%s", user.username, address)
     response = JSONResponse({"user": {"username": user.username, "is_admin": user.is_admin}})
     await _start_session(request, response, user.username)
@@ -354,18 +354,18 @@ async def change_password(request: Request) -> Response:
     limiter = services(request).signin_limiter
     address = client_address(request)
     keys = (f"account:{account.username}", f"address:{address}")
-    reserved = limiter.reserve(*keys)  # as for sign-in: counted before the hash
+    reserved = await limiter.reserve(*keys)  # as for sign-in: counted before the hash
     if reserved is None:
         services(request).metrics.refused("signin")  # the same attempts, the same limit
-        return rate_limited(limiter.retry_after(*keys))
+        return rate_limited(await limiter.retry_after(*keys))
     store = _store(request)
     user = await store.run(accounts.get_user, account.username)
     if user is None or not await verified(request, user.password_hash, data.current_password):
         audit.warning("password change refused user=%s address=%s", account.username, address)
         return api_error(403, "bad_credentials", "the current password is wrong")
-    limiter.release(reserved, *keys)
+    await limiter.release(reserved, *keys)
     await store.run(accounts.set_password_hash, account.username, await hashed(request, data.new_password))
-    _sockets(request).end_sessions_of(account.username)  # every session of the account ended
+    await _sockets(request).end_sessions_of(account.username)  # every session of the account ended
     audit.info("password changed user=%s address=%s", account.username, address)
     response = Response(status_code=204)
     await _start_session(request, response, account.username)
@@ -377,7 +377,7 @@ async def signout(request: Request) -> Response:
     response = Response(status_code=204)
     if isinstance(user, Account):
         await _store(request).run(accounts.end_session, user.session_hash)
-        _sockets(request).end_session(user.session_hash)
+        await _sockets(request).end_session(user.session_hash)
         audit.info("signout user=%s", user.username)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
     return response
@@ -405,7 +405,7 @@ async def _start_session(request: Request, response: Response, username: str) ->
         previous.session_hash if isinstance(previous, Account) else None,
     )
     if isinstance(previous, Account):
-        _sockets(request).end_session(previous.session_hash)  # the browser's previous session ended
+        await _sockets(request).end_session(previous.session_hash)  # the browser's previous session ended
     signer = services(request).signer
     response.set_cookie(
         COOKIE,

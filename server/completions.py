@@ -82,7 +82,7 @@ async def completions(request: Request) -> Response:
     account = signed_in(request)
     engine = services(request).engine
     limiter = services(request).suggestion_limiter
-    wait = limiter.take(account.username)
+    wait = await limiter.take(account.username)
     if wait > 0:
         services(request).metrics.refused("suggestions")  # the editor's limit: one budget for both
         response = error_response(429, "too many requests; slow down", "rate_limit_exceeded")

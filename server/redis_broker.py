@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 2.0
 COMMAND_TIMEOUT_S = 5.0
-SUBSCRIBE_TIMEOUT_S = 5.0
+SUBSCRIBE_TIMEOUT_S = 1.0  # then a late confirmation brings a RESYNC instead
 RESYNC_RETRY_S = 1.0
 LEASE_PREFIX = "cowrite:lease:"
 
@@ -71,6 +71,7 @@ class RedisBroker:
         self._pubsub: PubSub | None = None
         self._confirmed: dict[str, anyio.Event] = {}
         self._resync_due: set[str] = set()
+        self._unconfirmed: set[str] = set()  # subscribed without waiting for the confirmation
         self._group: TaskGroup | None = None
         self._take_lease: Any = self.redis.register_script(TAKE_LEASE)
         self._release_lease: Any = self.redis.register_script(RELEASE_LEASE)
@@ -156,6 +157,8 @@ class RedisBroker:
                 else:
                     with anyio.move_on_after(SUBSCRIBE_TIMEOUT_S):
                         await confirmed.wait()
+                    if not confirmed.is_set():  # what is published before it is confirmed may be missed
+                        self._unconfirmed.add(channel)
 
         def unsubscribe() -> None:
             if self._subscriptions.remove(channel, handler):
@@ -217,6 +220,9 @@ class RedisBroker:
             event = self._confirmed.get(channel)
             if event is not None:
                 event.set()
+            if channel in self._unconfirmed:
+                self._unconfirmed.discard(channel)
+                self._subscriptions.deliver(channel, Envelope(self.replica, RESYNC, wall_clock(), b""))
             return
         if message.get("type") != "message":
             return

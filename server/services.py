@@ -12,7 +12,8 @@ if TYPE_CHECKING:  # the modules below read their services through this one
     import anyio
 
     from server.auth import CookieSigner
-    from server.limits import AttemptLimiter, LiveSockets, RateLimiter
+    from server.broker import Broker
+    from server.limits import Attempts, LiveSockets, Rate
     from server.metrics import Metrics
     from server.rooms import Rooms
     from server.settings import Settings
@@ -31,11 +32,12 @@ class Services:
     metrics: Metrics  # Prometheus (server/metrics.py)
     model: ModelInfo  # which model, and where it runs
     rooms: Rooms
+    broker: Broker  # between replicas (`server.cluster`)
     sockets: LiveSockets
     password_limiter: anyio.CapacityLimiter  # password hashes at once (argon2 is costly)
-    signin_limiter: AttemptLimiter
-    signup_limiter: AttemptLimiter
-    suggestion_limiter: RateLimiter
+    signin_limiter: Attempts
+    signup_limiter: Attempts
+    suggestion_limiter: Rate
 
     @property
     def model_name(self) -> str:

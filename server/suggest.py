@@ -198,7 +198,7 @@ class SuggestionSocket:
                 await send.send(error.frame())
 
     async def _start(self, message: Suggest, group: TaskGroup, send: MemoryObjectSendStream[Frame]) -> None:
-        wait = self.limiter.take(self.user)
+        wait = await self.limiter.take(self.user)
         if wait > 0:
             self.metrics.refused("suggestions")
             raise ProtocolError(
@@ -226,7 +226,7 @@ class SuggestionSocket:
 
     async def _prime(self, message: Prime, group: TaskGroup) -> None:
         """Prefill the session's KV with the context, generating one token that nobody sees."""
-        if self.live or self.limiter.take(self.user) > 0:
+        if self.live or await self.limiter.take(self.user) > 0:
             return  # a suggestion is in flight and reading the context already, or too many lately
         suggest = Suggest(v=1, type="suggest", id="prime", before=message.before)
         request = to_request(suggest, self.session, self.user)
@@ -346,7 +346,7 @@ async def suggestion_socket(websocket: WebSocket) -> None:
     tab = websocket.query_params.get("tab", "")
     socket = SuggestionSocket(websocket, document_id, account.username, tab if TAB_ID.match(tab) else "")
     sockets = services(websocket).sockets
-    if not sockets.add(account.username, document_id, socket, account.session_hash):
+    if not await sockets.add(account.username, document_id, socket, account.session_hash):
         await too_many_sockets(websocket, account.username, sockets.per_user)
         return
     try:
