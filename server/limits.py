@@ -251,6 +251,12 @@ class LiveSockets:
         """The sessions (id hashes) that have sockets open here."""
         return set(self._by_session)
 
+    def memberships(self) -> set[tuple[str, str]]:
+        """(document id, username) of every socket open here."""
+        return {
+            (document_id, user) for user, sockets in self._by_user.items() for document_id in sockets.values()
+        }
+
     def count(self) -> int:
         """The sockets open on this replica."""
         return len(self._session_of)

@@ -1,6 +1,8 @@
-"""Open sockets end with their session. Sign-out and password changes in this process close them at
-once (`server.auth`); `SessionWatch` finds the sessions that ended elsewhere (an admin's password
-reset from the shell, expiry) by checking the open sockets' sessions every few seconds.
+"""Open sockets end with their session. Sign-out and password changes close them at once, on every
+replica (`server.auth`, through the broker); `SessionWatch` finds the sessions that ended elsewhere
+(an admin's password reset from the shell, expiry) by checking the open sockets' sessions every few
+seconds. Among replicas it also checks their roles, so that a change whose message was lost with a
+broker outage still holds within one round.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from anyio.abc import TaskGroup
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.limits import LiveSockets
-from storage import accounts
+from storage import accounts, documents
 from storage.database import Store
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,12 @@ class SessionWatch:
         alive = await self.store.run(accounts.live_sessions, open_sessions)
         for session in open_sessions - alive:
             await self.sockets.end_session(session)
+        if self.sockets.broker.shared:
+            roles = await self.store.run(documents.roles_of, self.sockets.memberships())
+            for (document_id, user), role in roles.items():
+                self.sockets.apply(
+                    {"op": "role", "document": document_id, "user": user, "role": role and str(role)}
+                )
 
     async def _watch(self) -> None:
         while True:

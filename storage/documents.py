@@ -38,6 +38,13 @@ def role_of(session: Session, document_id: str, username: str) -> Role | None:
     return None if membership is None else Role(membership.role)
 
 
+def roles_of(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], Role | None]:
+    """`role_of` for each (document id, username)."""
+    return {
+        (document_id, username): role_of(session, document_id, username) for document_id, username in pairs
+    }
+
+
 def list_documents(session: Session, username: str) -> list[DocumentSummary]:
     """The user's own documents and those shared with them, most recently changed first."""
     shared = select(Membership.document_id).where(Membership.username == username)

@@ -21,6 +21,9 @@ from server.errors import WS_4401_UNAUTHENTICATED, WS_4429_TOO_MANY_SOCKETS
 from server.redis_broker import RedisBroker
 from server.settings import Settings
 from server.shared_limits import RedisAttemptLimiter, RedisRateLimiter
+from storage import sharing
+from storage.database import Store
+from storage.models import Role
 from streaming.loader import LoadedModel
 from tests.conftest import serve
 
@@ -34,6 +37,7 @@ class Pair:
     a: str  # replica A's base URL
     b: str
     people: dict[str, dict[str, str]]  # headers acting as each person (origin: replica A)
+    store: Store  # replica A's, on the shared database
 
     def on(self, url: str, name: str) -> dict[str, str]:
         """`name`'s headers for a request to `url` (the same session, that replica's origin)."""
@@ -55,12 +59,13 @@ def pair(
         secret_key="a secret both replicas sign cookies with",
         sockets_per_user=SOCKETS_PER_USER,
         signin_attempts=SIGNIN_ATTEMPTS,
+        session_check_s=1,
     )
     app_a = create_app(replace(shared, data_dir=tmp_path_factory.mktemp("replica-a")), loaded_model)
     app_b = create_app(replace(shared, data_dir=tmp_path_factory.mktemp("replica-b")), loaded_model)
     with serve(app_a) as a, serve(app_b) as b, httpx.Client(base_url=a) as http:
         people = {name: account(http, name) for name in ("ann", "bob", "cy")}
-        yield Pair(a, b, people)
+        yield Pair(a, b, people, app_a.state.services.store)
 
 
 async def call(method: str, url: str, **options: Any) -> httpx.Response:
@@ -147,6 +152,18 @@ async def test_a_role_changed_through_one_replica_holds_on_the_other(pair: Pair)
         "text"
     ]
     assert stored.startswith("allowed") and "refused" not in stored
+
+
+async def test_a_role_change_whose_message_was_lost_holds_within_a_sweep(pair: Pair) -> None:
+    document = new_document(pair, "Lost message", {"bob": "editor"})
+    async with YClient(document_socket(pair.b, document), headers=pair.on(pair.b, "bob")) as bob:
+        await bob.synced.wait()
+        # changed in the database with no message to any replica (as if the broker had lost it)
+        await pair.store.run(sharing.put_member, document, "bob", Role.VIEWER)
+        await bob.wait_for(lambda c: c.role == "viewer", within_s=10)  # B's sweep found it
+        with bob.doc.transaction():
+            bob.text.insert(0, "refused ")
+        await bob.wait_for(lambda c: bool(c.rejected))
 
 
 async def test_signing_out_through_one_replica_closes_sockets_on_the_other(pair: Pair) -> None:
