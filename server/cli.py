@@ -11,12 +11,14 @@ import os
 import sys
 from collections.abc import Sequence
 
+import redis
 import uvicorn
 from starlette.applications import Starlette
 
 from server import datadir
 from server.app import create_app
 from server.engine_app import create_engine_app, required_token
+from server.redis_broker import CONNECT_TIMEOUT_S, safe_url
 from server.settings import Settings, SettingsError
 from streaming.errors import ModelLoadError
 from streaming.loader import LoadedModel, load_model
@@ -40,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     datadir.protect(settings.data_dir)  # before anything is written into it
+    if not engine_only and settings.redis_url:
+        problem = redis_problem(settings.redis_url)
+        if problem is not None:
+            print(f"cowrite: {problem}", file=sys.stderr)
+            return 2
     loaded: LoadedModel | None = None
     if engine_only or settings.engine_url is None:  # a web replica with an engine tier loads no model
         try:
@@ -66,6 +73,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         forwarded_allow_ips=proxies or None,
     )
     return 0
+
+
+def redis_problem(url: str) -> str | None:
+    """Why the Redis at `url` cannot be used, in one line; None when it answers."""
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S
+    )
+    try:
+        client.ping()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return f"cannot reach Redis at COWRITE_REDIS_URL ({safe_url(url)}): {exc}"
+    finally:
+        client.close()
+    return None
 
 
 if __name__ == "__main__":

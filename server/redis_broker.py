@@ -92,7 +92,7 @@ class RedisBroker:
         except (RedisError, OSError) as exc:
             await self._close_clients()
             raise BrokerUnavailable(
-                f"cannot reach Redis at COWRITE_REDIS_URL ({_safe(self.url)}): {exc}"
+                f"cannot reach Redis at COWRITE_REDIS_URL ({safe_url(self.url)}): {exc}"
             ) from exc
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
@@ -258,7 +258,7 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without a password."""
     if "@" not in url:
         return url

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import stat
 import subprocess
 import sys
@@ -44,6 +45,22 @@ def test_a_model_that_cannot_load_gives_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "COWRITE_MODEL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_redis_gives_one_clear_line_before_the_model_loads(tmp_path: Path) -> None:
+    nobody = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # a free port: nothing listens there
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "--data-dir", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "COWRITE_REDIS_URL": nobody},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "cannot reach Redis at COWRITE_REDIS_URL" in result.stderr
+    assert "hunter2" not in result.stderr  # the password stays out of the log
+    assert "Traceback" not in result.stderr and "Loading weights" not in result.stderr
 
 
 @contextlib.asynccontextmanager
