@@ -51,8 +51,12 @@ class Typist:
             for c in range(self.seen.get(sender, 0) + 1, clock + 1):
                 sent = typist.sent_at.get(c)
                 if sent is not None:
-                    self.latencies.append(now - sent)
+                    self.delivered(typist, now - sent)
             self.seen[sender] = max(self.seen.get(sender, 0), clock)
+
+    def delivered(self, sender: Typist, latency: float) -> None:
+        """One of `sender`'s updates reached this client `latency` seconds after it was made."""
+        self.latencies.append(latency)
 
     async def type(self, prose: str, marker: str, rate: float, seconds: float, rng: random.Random) -> None:
         text = self.client.text
