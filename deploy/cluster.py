@@ -88,7 +88,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(env.get("COWRITE_CLUSTER_DATA_DIR", "data/cluster")),
+        default=Path(env.get("COWRITE_CLUSTER_DATA_DIR", ROOT / "data" / "cluster")),
         help="the shared key, the engine token and each part's data folder (env COWRITE_CLUSTER_DATA_DIR)",
     )
     parser.add_argument(
@@ -114,7 +114,9 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default=env.get("COWRITE_CLUSTER_NGINX", ""),
         help="the nginx program (env COWRITE_CLUSTER_NGINX; default: on PATH or /usr/sbin)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.data_dir = args.data_dir.resolve()  # the parts run in the repository, wherever this was started
+    return args
 
 
 def find_nginx(given: str) -> str:
