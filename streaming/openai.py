@@ -106,30 +106,40 @@ async def sse_data(chunks: AsyncIterator[bytes], limits: ReadLimits) -> AsyncIte
     buffer = bytearray()
     data: list[str] = []
     size = total = 0
+
+    def take(line: str) -> str | None:
+        """Note one line; the event's data when the line ends an event."""
+        nonlocal data, size
+        if not line:  # a blank line ends an event
+            event = "\n".join(data) if data else None
+            data, size = [], 0
+            return event
+        field, _, value = line.partition(":")
+        if field == "data":
+            value = value.removeprefix(" ")
+            size += len(value) + 1
+            if size > limits.line_bytes:
+                raise UpstreamError(f"the engine sent an event over {limits.line_bytes} bytes")
+            data.append(value)
+        # comments (": ..."), `event:`, `id:` and `retry:` lines carry nothing we use
+        return None
+
     async for chunk in chunks:
         total += len(chunk)
         if total > limits.total_bytes:
             raise UpstreamError(f"the engine sent more than {limits.total_bytes} bytes")
         buffer += chunk
         while (end := buffer.find(b"\n")) >= 0:
-            line = bytes(buffer[:end]).rstrip(b"\r").decode("utf-8", errors="replace")
+            event = take(bytes(buffer[:end]).rstrip(b"\r").decode("utf-8", errors="replace"))
             del buffer[: end + 1]
-            if not line:  # a blank line ends an event
-                if data:
-                    yield "\n".join(data)
-                data, size = [], 0
-                continue
-            field, _, value = line.partition(":")
-            if field == "data":
-                value = value.removeprefix(" ")
-                size += len(value) + 1
-                if size > limits.line_bytes:
-                    raise UpstreamError(f"the engine sent an event over {limits.line_bytes} bytes")
-                data.append(value)
-            # comments (": ..."), `event:`, `id:` and `retry:` lines carry nothing we use
+            if event is not None:
+                yield event
         if len(buffer) > limits.line_bytes:
             raise UpstreamError(f"the engine sent a line over {limits.line_bytes} bytes")
-    if data:  # the stream ended without the blank line after its last event
+    # a stream that ends without the line break, or the blank line, after its last event
+    if buffer:
+        take(buffer.decode("utf-8", errors="replace"))
+    if data:
         yield "\n".join(data)
 
 
