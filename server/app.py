@@ -60,7 +60,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         metrics = Metrics()
         engine: GenerationEngine
         if settings.engine_url is not None:
-            engine = remote_engine(settings)
+            engine = remote_engine(settings, metrics)
             model = engine.model  # filled in as the engine answers
         else:
             loaded_model = loaded

@@ -2,14 +2,14 @@
 
 `/v1/completions`, `/v1/models` and `/v1/sessions/close` answer only to the bearer token the
 replicas share (`COWRITE_ENGINE_TOKEN`); under it, Cowrite's fields of a request (`owner`, `heal`,
-`prefix`) are honoured. `/healthz` is open, like the web app's.
+`prefix`) are honoured. `/healthz` is open, like the web app's. Its metrics are the web app's
+engine metrics, on `COWRITE_METRICS_PORT` (and `/metrics` here with `COWRITE_METRICS_TOKEN`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -23,8 +23,10 @@ from starlette.routing import Route
 from server import datadir
 from server.completions import MAX_USER_CHARS, CompletionBody, complete, error_response, model_list, to_engine
 from server.engines import describe, engine_health, engine_limits
-from server.errors import RequestTooLarge
+from server.errors import RequestTooLarge, api_error
+from server.exporter import PATH, bearer_matches, listener_for, scrape
 from server.limits import BodyLimit
+from server.metrics import Metrics
 from server.settings import Settings, SettingsError
 from streaming.engine import Engine
 from streaming.interface import ModelInfo
@@ -59,6 +61,8 @@ class EngineTier:
     engine: Engine
     model: ModelInfo
     token: str
+    metrics: Metrics
+    metrics_token: str | None
 
 
 def engine_tier(conn: HTTPConnection) -> EngineTier:
@@ -89,9 +93,11 @@ def create_engine_app(settings: Settings, loaded: LoadedModel | None = None) -> 
             model = await asyncio.to_thread(
                 load_model, settings.model, settings.device, settings.dtype, settings.model_cache_dir
             )
-        engine = Engine(ModelRunner(model.model), model.tokenizer, engine_limits(settings))
-        app.state.tier = EngineTier(engine, describe(model), token)
-        async with engine:
+        metrics = Metrics()
+        engine = Engine(ModelRunner(model.model), model.tokenizer, engine_limits(settings), observer=metrics)
+        metrics.watch_engine(engine.stats)
+        app.state.tier = EngineTier(engine, describe(model), token, metrics, settings.metrics_token)
+        async with listener_for(settings, metrics), engine:
             datadir.protect(settings.data_dir)  # the converted weights exist now
             await engine.warm_up()  # before /healthz answers: no writer meets a cold model
             yield
@@ -101,6 +107,7 @@ def create_engine_app(settings: Settings, loaded: LoadedModel | None = None) -> 
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/models", models),
         Route("/v1/sessions/close", close_sessions, methods=["POST"]),
+        *([Route(PATH, public_metrics)] if settings.metrics_token else []),
     ]
     return Starlette(
         routes=routes,
@@ -112,9 +119,7 @@ def create_engine_app(settings: Settings, loaded: LoadedModel | None = None) -> 
 
 def _refuse_token(request: Request) -> Response | None:
     """401 unless the request carries the engine's token."""
-    tier = engine_tier(request)
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), tier.token.encode()):
+    if bearer_matches(request.headers.get("authorization", ""), engine_tier(request).token):
         return None
     response = error_response(
         401, "a bearer token is required: the engine's COWRITE_ENGINE_TOKEN", "auth_error"
@@ -166,6 +171,17 @@ async def healthz(request: Request) -> JSONResponse:
     tier = engine_tier(request)
     body, serving = await engine_health(tier.engine, tier.model)
     return JSONResponse(body, status_code=200 if serving else 503)
+
+
+async def public_metrics(request: Request) -> Response:
+    """`GET /metrics` on the engine's port with `COWRITE_METRICS_TOKEN`, as the web app has it."""
+    tier = engine_tier(request)
+    assert tier.metrics_token is not None, "the route exists only when COWRITE_METRICS_TOKEN is set"
+    if not bearer_matches(request.headers.get("authorization", ""), tier.metrics_token):
+        response = api_error(401, "unauthenticated", "metrics need the bearer token")
+        response.headers["www-authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return scrape(tier.metrics, request)
 
 
 async def too_large(request: Request, exc: Exception) -> Response:

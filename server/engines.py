@@ -9,6 +9,7 @@ from server.settings import Settings
 from streaming.engine import EngineLimits
 from streaming.interface import LOCAL, GenerationEngine, ModelInfo
 from streaming.loader import LoadedModel
+from streaming.observer import EngineObserver
 from streaming.remote import RemoteEngine
 
 
@@ -33,13 +34,14 @@ def describe(loaded: LoadedModel) -> ModelInfo:
     return ModelInfo(loaded.name, str(loaded.device), str(loaded.dtype).removeprefix("torch."), LOCAL)
 
 
-def remote_engine(settings: Settings) -> RemoteEngine:
+def remote_engine(settings: Settings, observer: EngineObserver | None = None) -> RemoteEngine:
     """The engine tier at `COWRITE_ENGINE_URL`; this replica keeps its own shares of it (the
-    engine applies its own as well)."""
+    engine applies its own as well). `observer` hears of first tokens and ends (the metrics)."""
     if settings.engine_url is None:
         raise RuntimeError("COWRITE_ENGINE_URL is not set: load the model in this process instead")
+    limits = engine_limits(settings)
     return RemoteEngine(
-        settings.engine_url, settings.engine_token, settings.engine_model, engine_limits(settings)
+        settings.engine_url, settings.engine_token, settings.engine_model, limits, observer=observer
     )
 
 

@@ -23,6 +23,7 @@ from streaming.engine import EngineLimits, EngineStats
 from streaming.errors import InvalidRequest
 from streaming.interface import ModelInfo
 from streaming.jobs import Generation, Job
+from streaming.observer import EngineObserver
 from streaming.openai import (
     ReadLimits,
     StreamChunk,
@@ -102,6 +103,7 @@ class RemoteEngine:
         model: str | None = None,
         limits: EngineLimits | None = None,
         *,
+        observer: EngineObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         base = httpx.URL(url)
@@ -116,6 +118,7 @@ class RemoteEngine:
             httpx.BasicAuth(base.username, base.password) if base.username and token is None else None
         )
         self.limits = limits or EngineLimits()
+        self.observer = observer  # told of first tokens and ends, as `Engine` tells it (no steps here)
         self.model = ModelInfo(name=model or "unknown", device="remote", dtype="unknown", where=self.url)
         self._configured_model = model
         self._model_name = model  # sent upstream; learned from `/v1/models` when not configured
@@ -379,6 +382,8 @@ class RemoteEngine:
                 relay.counts[index] = relay.counts[index] + 1 if choice.tokens is None else choice.tokens
                 if job.first_token_at is None:
                     job.first_token_at = time.monotonic()
+                    if self.observer is not None:
+                        self.observer.first_token(job.first_token_at - job.submitted_at)
                 job.events.put_nowait(Delta(index, choice.text, relay.counts[index]))
             elif choice.tokens is not None:
                 relay.counts[index] = choice.tokens
@@ -423,6 +428,8 @@ class RemoteEngine:
         )
         job.events.put_nowait(job.completion)
         self._relays.pop(job.id, None)
+        if self.observer is not None:
+            self.observer.ended(status, sum(relay.counts))
         if relay.task is not None and relay.task is not asyncio.current_task():
             relay.task.cancel()  # leaving `client.stream(...)` closes the connection mid-body
 

@@ -27,10 +27,19 @@ pytestmark = pytest.mark.timeout(240)
 Replica = tuple[str, Any, dict[str, str], str]
 
 
+METRICS_TOKEN = "engine-tier-metrics-token"
+METRICS_PORT = free_port()
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
-    # two requests in progress per user on the engine; the replicas below allow more of their own
-    with engine_process(tmp_path_factory.mktemp("engine"), {"COWRITE_REQUESTS_PER_USER": "2"}) as process:
+    env = {
+        # two requests in progress per user on the engine; the replicas below allow more of their own
+        "COWRITE_REQUESTS_PER_USER": "2",
+        "COWRITE_METRICS_PORT": str(METRICS_PORT),
+        "COWRITE_METRICS_TOKEN": METRICS_TOKEN,
+    }
+    with engine_process(tmp_path_factory.mktemp("engine"), env) as process:
         yield process
 
 
@@ -221,3 +230,29 @@ def test_a_wrong_token_gets_401_and_nothing_is_generated(
         pass  # the replica does not start with a token the engine refuses
     assert direct.status_code == missing.status_code == 401
     assert health(engine.url)["steps"] == steps
+
+
+def metric(text: str, name: str) -> float:
+    """A sample's value in a Prometheus text page (the first line that starts with `name`)."""
+    line = next(line for line in text.splitlines() if line.startswith(name))
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_the_engine_and_the_replica_count_their_own_metrics(
+    app_settings: Settings, engine: EngineProcess
+) -> None:
+    with replica(app_settings, engine.url) as (url, app, alice, document_id):
+        with suggestion_socket(url, alice, document_id) as (_, ws):
+            ws.send(json.dumps(suggest("s1", max_tokens=4)))
+            frames_until_done(ws, "s1")
+        replica_page = app.state.services.metrics.render()[0].decode()
+    listener = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics")
+    public = httpx.get(f"{engine.url}/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+    refused = httpx.get(f"{engine.url}/metrics")
+    assert listener.status_code == public.status_code == 200 and refused.status_code == 401
+    assert metric(listener.text, "cowrite_engine_step_seconds_count") > 0, "the engine counts its steps"
+    assert metric(public.text, "cowrite_engine_ttft_seconds_count") > 0
+    assert metric(replica_page, "cowrite_engine_ttft_seconds_count") == 1, (
+        "the replica, its writer's first token"
+    )
+    assert metric(replica_page, 'cowrite_engine_requests_total{status="length"}') == 1
