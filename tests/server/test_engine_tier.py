@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +19,7 @@ from starlette.testclient import TestClient
 from websockets.sync.client import ClientConnection, connect
 
 from harness.accounts import account
-from harness.processes import free_port
+from harness.processes import ROOT, free_port
 from server.app import create_app
 from server.settings import Settings
 from tests.conftest import serve, wait_until
@@ -256,3 +260,18 @@ def test_the_engine_and_the_replica_count_their_own_metrics(
         "the replica, its writer's first token"
     )
     assert metric(replica_page, 'cowrite_engine_requests_total{status="length"}') == 1
+
+
+def test_serve_engine_will_not_start_without_a_token(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "COWRITE_ENGINE_TOKEN"}
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve-engine", "--data-dir", str(tmp_path)],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("cowrite: serve-engine needs COWRITE_ENGINE_TOKEN")
+    assert len(result.stderr.strip().splitlines()) == 1
