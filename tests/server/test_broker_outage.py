@@ -119,6 +119,10 @@ async def test_replicas_catch_up_after_redis_comes_back(
                 on_a.text.insert(len(on_a.text), "during ")
             await on_a.wait_saved()  # stored and acknowledged without Redis
             assert on_a.closed is None and on_b.closed is None
+            async with httpx.AsyncClient(base_url=b) as http:  # limits are counted on B meanwhile
+                wrong = {"username": "ann", "password": "not the passphrase at all"}
+                answer = await http.post("/api/auth/signin", json=wrong, headers={"origin": b})
+                assert answer.status_code == 401, answer.text
 
             redis_server.start()  # same port: the listeners reconnect and resync from the database
             await on_b.wait_for(lambda c: "during" in str(c.text), within_s=30)
