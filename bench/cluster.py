@@ -110,6 +110,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
+async def ready(url: str, process: subprocess.Popen[bytes], folder: Path) -> None:
+    """`wait_ready`, saying why when the server does not come up (its log is deleted with the run)."""
+    try:
+        await wait_ready(url, process, within_s=300)
+    except (AssertionError, TimeoutError) as exc:
+        log = (folder / "server.log").read_text(errors="replace").splitlines()[-30:]
+        raise RuntimeError(f"{folder.name} did not start ({exc}); its log ends:\n" + "\n".join(log)) from None
+
+
 def fresh_database(server_url: str) -> str:
     """Drop and make `DATABASE` on the PostgreSQL server of `server_url`; returns its URL."""
     url = make_url(server_url)
@@ -145,7 +154,7 @@ def start_topology(args: argparse.Namespace, data_dir: Path, stack: contextlib.E
         return f"http://127.0.0.1:{port}", process
 
     engine_url, engine = start("engine", {"COWRITE_ENGINE_TOKEN": token}, ("serve-engine",))
-    asyncio.run(wait_ready(engine_url, engine, within_s=300))
+    asyncio.run(ready(engine_url, engine, data_dir / "engine"))
     tier = {"COWRITE_ENGINE_URL": engine_url, "COWRITE_ENGINE_TOKEN": token}
     started = {
         "A": start("replica-a", shared | tier),
@@ -154,7 +163,12 @@ def start_topology(args: argparse.Namespace, data_dir: Path, stack: contextlib.E
     }
 
     async def all_ready() -> None:
-        await asyncio.gather(*(wait_ready(url, process, within_s=300) for url, process in started.values()))
+        await asyncio.gather(
+            *(
+                ready(url, process, data_dir / f"replica-{name.lower()}")
+                for name, (url, process) in started.items()
+            )
+        )
 
     asyncio.run(all_ready())
     return Topology({name: url for name, (url, _) in started.items()}, database_url, processes)
@@ -206,6 +220,14 @@ async def make_documents(
     return documents, typists
 
 
+async def type_from(editor: Editor, prose: str, args: argparse.Namespace, rng: random.Random) -> None:
+    """Type for `--seconds`, starting at a random moment of the first keystroke interval: people
+    do not all press their first key at once (and a bench where they do measures that burst)."""
+    offset = rng.uniform(0, 1 / args.rate)
+    await asyncio.sleep(offset)
+    await editor.type(prose, editor.marker, args.rate, args.seconds - offset, rng)
+
+
 async def loop_lag(samples: list[float], tick_s: float = 0.01) -> None:
     """How late this process's event loop wakes from a short sleep, until cancelled: the clients
     share one loop, so a receiver can be late by its own backlog, not the servers'."""
@@ -244,7 +266,7 @@ async def coedit(topology: Topology, args: argparse.Namespace, novel: str) -> di
         try:
             await asyncio.gather(
                 *(
-                    e.type(novel[10_000 + n * 2_000 :], e.marker, args.rate, args.seconds, random.Random(n))
+                    type_from(e, novel[10_000 + n * 2_000 :], args, random.Random(n))
                     for n, e in enumerate(editors)
                 )
             )
