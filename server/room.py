@@ -1,6 +1,6 @@
-"""A live document: a `Room` is one open document, its connections and their awareness.
+"""A live document: a `Room` is one open document, its connections and their awareness (the
+socket that feeds it is `server.collab`).
 
-Each open document is a `Room` holding the pycrdt document, its connections and their awareness.
 Every change to the document runs on the room's worker, one at a time: an update from a client is
 measured (one too costly to apply, or that would make the document too large, is refused), applied
 on a worker thread, appended to the document's update log in the database, and only then broadcast
@@ -8,7 +8,9 @@ to the others and acknowledged to its sender (message type 100, carrying the ser
 vector), so every acknowledged edit survives a crash and a client that disconnects meanwhile cannot
 cut that step short. If the log cannot be written, the room is dropped and its clients reconnect
 (1013) and resend. The plain text is kept in step beside the log, and the log is compacted into a
-snapshot on a schedule and when the room empties (`server.rooms`).
+snapshot on a schedule and when the room empties (`server.rooms`). Among replicas, a stored update
+is also published on the document's channel, other replicas' updates are applied and passed on but
+not stored again, and the lease holder alone saves and folds (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -20,30 +22,24 @@ from typing import Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pycrdt import (
     Doc,
     Text,
-    YMessageType,
-    YSyncMessageType,
     create_awareness_message,
     create_sync_message,
     create_update_message,
     merge_updates,
-    read_message,
 )
 from sqlalchemy.exc import SQLAlchemyError
 from starlette import status
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server.awareness import AwarenessLimits, AwarenessRefused, RoomPresence
+from server.awareness import AwarenessLimits, RoomPresence
 from server.broker import AWARENESS, UPDATE, Broker, Envelope, LocalBroker, document_channel, wall_clock
+from server.connection import Connection
 from server.errors import (
     WS_1013_TRY_AGAIN_LATER,
-    WS_4403_FORBIDDEN,
     WS_4413_DOCUMENT_TOO_LARGE,
 )
-from server.limits import SESSION_ENDED, IdleTimer, idle_close
 from server.serial import SerialWorker, WorkerClosed
 from server.yupdates import (
     PartlyApplied,
@@ -55,18 +51,14 @@ from server.yupdates import (
 from server.ywire import (
     EMPTY_UPDATE,
     rejected_message,
-    role_changed_message,
     saved_message,
-    sync_step2_message,
 )
 from storage import collab
 from storage.database import Store
-from storage.models import Role
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("cowrite.audit")
 
-OUTBOX_SIZE = 1024
 TEXT_NAME = "content"
 # what one update may cost: structs and delete ranges together, and time to apply (it is applied
 # in pieces; past the time the room is reloaded from its log and the update refused)
@@ -100,46 +92,6 @@ class RoomClosed(Exception):
 
 class DocumentTooLarge(Exception):
     """The change would make the document larger than `COWRITE_DOCUMENT_LIMIT_MB`."""
-
-
-class Connection:
-    """One client of a room: a bounded outbox drained by its own writer task, and the role its
-    user has in the document (checked on every update it sends)."""
-
-    def __init__(
-        self, websocket: WebSocket, outbox: MemoryObjectSendStream[bytes], username: str, role: Role
-    ) -> None:
-        self.websocket = websocket
-        self.outbox = outbox
-        self.username = username
-        self.role = role
-        self.awareness_ids: set[int] = set()
-        self.updates_received = 0
-        self.updates_rejected = 0
-        self.closing: tuple[int, str] | None = None  # set when the server ends the connection
-
-    def role_changed(self, role: Role | None) -> None:
-        if role is None:
-            self.closing = (WS_4403_FORBIDDEN, "your access to this document was removed")
-            self.outbox.close()  # the writer stops, and with it the connection
-        elif role is not self.role:
-            self.role = role
-            self.send(role_changed_message(str(role)))
-
-    def session_ended(self) -> None:
-        """The user signed out (or was signed out): nothing more of this connection is read."""
-        self.closing = SESSION_ENDED
-        self.outbox.close()
-
-    def send(self, message: bytes) -> None:
-        """Queue a message; a client too slow to keep up is disconnected rather than waited for."""
-        try:
-            self.outbox.send_nowait(message)
-        except anyio.WouldBlock:
-            log.warning("closing a document socket that fell %d messages behind", OUTBOX_SIZE)
-            self.outbox.close()
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
 
 
 class Room:
@@ -229,107 +181,41 @@ class Room:
 
     # clients
 
-    async def serve(self, connection: Connection, receive: MemoryObjectReceiveStream[bytes]) -> None:
-        websocket = connection.websocket
-        async with connection.outbox, anyio.create_task_group() as group:
+    async def join(self, connection: Connection) -> None:
+        """Take a client in: it gets the document and everyone's presence. RoomClosed once the room
+        takes no more changes."""
+        self.connections.add(connection)
+        self.empty_since = None
+        await self._serially(lambda: self._greet(connection))
+        states = self.presence.snapshot(anyio.current_time())
+        if states is not None:
+            connection.send(create_awareness_message(states))
 
-            async def write() -> None:
-                try:
-                    async with receive:
-                        async for message in receive:
-                            await websocket.send_bytes(message)
-                except (OSError, RuntimeError, WebSocketDisconnect):
-                    pass  # the client went away; the reader sees the disconnect
-                group.cancel_scope.cancel()  # the outbox was closed or the client left
-
-            group.start_soon(write)
-            self.connections.add(connection)
-            self.empty_since = None
-            try:
-                await self._serially(lambda: self._greet(connection))
-                states = self.presence.snapshot(anyio.current_time())
-                if states is not None:
-                    connection.send(create_awareness_message(states))
-                await self._read(websocket, connection)
-            except RoomClosed:
-                connection.closing = connection.closing or TRY_AGAIN
-            finally:
-                self.connections.discard(connection)
-                with anyio.CancelScope(shield=True):
-                    await self._forget_awareness(connection)
-                if not self.connections:
-                    self.empty_since = anyio.current_time()
-                group.cancel_scope.cancel()
+    async def leave(self, connection: Connection) -> None:
+        """A client left: its presence goes, here and on the other replicas."""
+        self.connections.discard(connection)
+        with anyio.CancelScope(shield=True):
+            await self._forget_awareness(connection)
+        if not self.connections:
+            self.empty_since = anyio.current_time()
 
     async def _greet(self, connection: Connection) -> None:
         connection.send(create_sync_message(self.doc))
 
-    async def _read(self, websocket: WebSocket, connection: Connection) -> None:
-        idle = IdleTimer(self.idle_timeout_s)
-        while True:
-            frame = await idle.receive(websocket)
-            if frame is None:
-                connection.closing = idle_close(self.idle_timeout_s)
-                return
-            if frame["type"] == "websocket.disconnect" or connection.closing is not None:
-                return  # closing: the server is ending this connection, so the frame is not read
-            message = frame.get("bytes")
-            if message is None:
-                connection.closing = (status.WS_1003_UNSUPPORTED_DATA, "document sockets carry binary frames")
-                return
-            if len(message) > self.update_limit:
-                connection.closing = (
-                    status.WS_1009_MESSAGE_TOO_BIG,
-                    f"message larger than {self.update_limit} bytes",
-                )
-                return
-            try:
-                await self._handle(message, connection)
-            except AwarenessRefused as exc:
-                audit.warning(
-                    "closed a document socket of %s on %s: %s", connection.username, self.document_id, exc
-                )
-                connection.closing = (status.WS_1008_POLICY_VIOLATION, str(exc))
-                return
-            except (UpdateTooCostly, DocumentTooLarge) as exc:
-                audit.warning(
-                    "refused an update from %s on document %s: %s", connection.username, self.document_id, exc
-                )
-                connection.closing = (WS_4413_DOCUMENT_TOO_LARGE, str(exc))
-                return
-            except (ValueError, IndexError, AssertionError, RuntimeError, PartlyApplied) as exc:
-                # pycrdt's decoder raises RuntimeError("Y protocol error") on a truncated message
-                log.warning("malformed message on document %s: %s", self.document_id, exc)
-                connection.closing = (status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, "malformed message")
-                return
-            if message[0] == YMessageType.SYNC and message[1] != YSyncMessageType.SYNC_STEP1:
-                idle.touch()  # an edit (sync step 2 or update); awareness alone is not activity
+    async def missing_from(self, state: bytes) -> bytes:
+        """What a client with state vector `state` lacks, after every change queued before."""
+        return await self._serially(lambda: self._missing_from(state))
 
-    async def _handle(self, message: bytes, connection: Connection) -> None:
-        kind = message[0]
-        if kind == YMessageType.SYNC:
-            step = message[1]
-            payload = read_message(message[2:])
-            if step == YSyncMessageType.SYNC_STEP1:
-                reply = await self._serially(lambda: self._missing_from(payload))
-                connection.send(sync_step2_message(reply))
-            elif step in (YSyncMessageType.SYNC_STEP2, YSyncMessageType.SYNC_UPDATE):
-                if connection.role.allows(Role.EDITOR):
-                    await self.receive_update(payload, connection)
-                elif payload != EMPTY_UPDATE:
-                    self._reject(connection, len(payload))
-            else:
-                raise ValueError(f"unknown sync step {step}")
-        elif kind == YMessageType.AWARENESS:
-            update = self.presence.accept(read_message(message[1:]), connection)
-            if update is None:
-                return
-            relayed = create_awareness_message(update)
-            for other in self.connections:
-                other.send(relayed)
-            await self.broker.publish(self.channel, AWARENESS, update)
-        else:
-            raise ValueError(f"unknown message type {kind}")
+    async def relay_awareness(self, message: bytes, connection: Connection) -> None:
+        """A client's awareness update: what it may set, to everyone here and on other replicas.
+        AwarenessRefused past a cap; ValueError when malformed."""
+        update = self.presence.accept(message, connection)
+        if update is None:
+            return
+        relayed = create_awareness_message(update)
+        for other in self.connections:
+            other.send(relayed)
+        await self.broker.publish(self.channel, AWARENESS, update)
 
     async def _missing_from(self, state: bytes) -> bytes:
         """What a client with state vector `state` lacks (encoded on a worker thread)."""
@@ -423,7 +309,7 @@ class Room:
                 connection.closing = connection.closing or TRY_AGAIN
             connection.outbox.close()
 
-    def _reject(self, connection: Connection, size: int) -> None:
+    def reject(self, connection: Connection, size: int) -> None:
         """A viewer's update: nothing of it is applied, stored or passed on."""
         connection.updates_rejected += 1
         if connection.updates_rejected == 1 or connection.updates_rejected % 100 == 0:
