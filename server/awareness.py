@@ -97,6 +97,8 @@ class RoomPresence:
         kept: list[tuple[int, int, str]] = []
         for client_id, clock, state in read_entries(message, self.limits.ids_per_connection):
             owner = self.owners.get(client_id)
+            if owner is None and client_id in self.remote:
+                continue  # a client on another replica, passed back by a page here (y-websocket does)
             if owner is None:
                 claimed = sum(1 for o in self.owners.values() if o is connection)
                 if claimed >= self.limits.ids_per_connection:

@@ -5,6 +5,7 @@ and the limits are counted once for both."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from pycrdt import create_awareness_message, write_message
 
 from harness.accounts import account
 from harness.yclient import YClient, document_socket
@@ -21,6 +23,7 @@ from server.errors import WS_4401_UNAUTHENTICATED, WS_4429_TOO_MANY_SOCKETS
 from server.redis_broker import RedisBroker
 from server.settings import Settings
 from server.shared_limits import RedisAttemptLimiter, RedisRateLimiter
+from server.yupdates import write_var_uint
 from storage import sharing
 from storage.database import Store
 from storage.models import Role
@@ -66,6 +69,12 @@ def pair(
     with serve(app_a) as a, serve(app_b) as b, httpx.Client(base_url=a) as http:
         people = {name: account(http, name) for name in ("ann", "bob", "cy")}
         yield Pair(a, b, people, app_a.state.services.store)
+
+
+def entry(client_id: int, clock: int, state: str) -> bytes:
+    return (
+        write_var_uint(1) + write_var_uint(client_id) + write_var_uint(clock) + write_message(state.encode())
+    )
 
 
 async def call(method: str, url: str, **options: Any) -> httpx.Response:
@@ -128,6 +137,16 @@ async def test_presence_crosses_replicas(pair: Pair) -> None:
             await late.wait_for(lambda c: ann.client_id in c.awareness)
         await ann.set_awareness(None, clock=2)
         await bob.wait_for(lambda c: c.awareness.get(ann.client_id) is None)
+
+        # pages pass on the states they hear (y-websocket does); bob's, sent back through A by ann's
+        # connection, stays bob's: A neither gives his client id to ann nor renames him
+        await bob.set_awareness({"user": {"name": "bob"}}, clock=5)
+        await ann.wait_for(lambda c: bob.client_id in c.awareness)
+        echoed = json.dumps({"user": {"name": "bob"}, "suggesting": True})
+        await ann.send_raw(create_awareness_message(entry(bob.client_id, 6, echoed)))
+        await bob.set_awareness({"user": {"name": "bob"}, "suggesting": False}, clock=7)
+        await ann.wait_for(lambda c: c.awareness.get(bob.client_id, {}).get("suggesting") is False)
+        assert ann.awareness[bob.client_id]["user"]["name"] == "bob"
 
 
 async def test_a_role_changed_through_one_replica_holds_on_the_other(pair: Pair) -> None:
