@@ -97,8 +97,13 @@ class RoomPresence:
         kept: list[tuple[int, int, str]] = []
         for client_id, clock, state in read_entries(message, self.limits.ids_per_connection):
             owner = self.owners.get(client_id)
-            if owner is None and client_id in self.remote:
-                continue  # a client on another replica, passed back by a page here (y-websocket does)
+            heard = self.remote.get(client_id)
+            if owner is None and heard is not None:
+                if clock <= heard[0]:
+                    continue  # another replica's client, passed back by a page here (y-websocket does)
+                # news of it, so it is here now (it moved from a replica that went away)
+                del self.remote[client_id]
+                self.remote_bytes -= len(heard[1])
             if owner is None:
                 claimed = sum(1 for o in self.owners.values() if o is connection)
                 if claimed >= self.limits.ids_per_connection:

@@ -142,11 +142,20 @@ async def test_presence_crosses_replicas(pair: Pair) -> None:
         # connection, stays bob's: A neither gives his client id to ann nor renames him
         await bob.set_awareness({"user": {"name": "bob"}}, clock=5)
         await ann.wait_for(lambda c: bob.client_id in c.awareness)
-        echoed = json.dumps({"user": {"name": "bob"}, "suggesting": True})
-        await ann.send_raw(create_awareness_message(entry(bob.client_id, 6, echoed)))
-        await bob.set_awareness({"user": {"name": "bob"}, "suggesting": False}, clock=7)
-        await ann.wait_for(lambda c: c.awareness.get(bob.client_id, {}).get("suggesting") is False)
+        echoed = json.dumps(ann.awareness[bob.client_id])  # as heard: the same clock
+        await ann.send_raw(create_awareness_message(entry(bob.client_id, 5, echoed)))
+        await bob.set_awareness({"user": {"name": "bob"}, "suggesting": True}, clock=6)
+        await ann.wait_for(lambda c: c.awareness.get(bob.client_id, {}).get("suggesting") is True)
         assert ann.awareness[bob.client_id]["user"]["name"] == "bob"
+
+        # bob's page moves to A (B went away): news of his client id there is his
+        async with YClient(
+            document_socket(pair.a, document), headers=pair.on(pair.a, "bob"), doc=bob.doc
+        ) as moved:
+            await moved.synced.wait()
+            await moved.set_awareness({"user": {"name": "bob"}, "suggesting": False}, clock=7)
+            await ann.wait_for(lambda c: c.awareness.get(bob.client_id, {}).get("suggesting") is False)
+            assert ann.awareness[bob.client_id]["user"]["name"] == "bob"
 
 
 async def test_a_role_changed_through_one_replica_holds_on_the_other(pair: Pair) -> None:
