@@ -16,11 +16,9 @@ from storage.documents import DocumentNotFound, keep_revision
 from storage.models import CrdtUpdate, Document, utcnow
 
 
-def append_update(session: Session, document_id: str, data: bytes) -> int:
-    """Add one update to the log; returns how many entries the log now holds."""
+def append_update(session: Session, document_id: str, data: bytes) -> None:
+    """Add one update to the log."""
     session.add(CrdtUpdate(document_id=document_id, data=data))
-    session.flush()
-    return count_updates(session, document_id)
 
 
 def count_updates(session: Session, document_id: str) -> int:
