@@ -100,6 +100,18 @@ export function goToSignIn() {
 
 /** The account this page was opened for (see session.js), once known. */
 let pageAccount = "";
+/** Set while this page signs out: its own sign-out navigates, once its local copies are gone. */
+let signingOut = false;
+
+/** This page is signing out: sockets that close now (4401) must not navigate away first. */
+export function beginSigningOut() {
+  signingOut = true;
+}
+
+/** Signing out failed (the server could not be reached): the page stays and goes on. */
+export function endSigningOut() {
+  signingOut = false;
+}
 /** When each socket last resumed after its session ended, so that a loop of 4401s cannot spin. */
 const lastResume = new Map();
 const RESUME_AGAIN_AFTER_MS = 10_000;
@@ -135,6 +147,7 @@ export function renewingSession(request) {
  * @param {() => void} resume
  */
 export async function afterSessionEnded(socket, resume) {
+  if (signingOut) return; // the sign-out itself goes to the sign-in page, after deleting local copies
   await renewal;
   let status = null;
   try {
@@ -148,7 +161,7 @@ export async function afterSessionEnded(socket, resume) {
     resume();
     return;
   }
-  goToSignIn();
+  if (!signingOut) goToSignIn();
 }
 
 /** @param {string} id */

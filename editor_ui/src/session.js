@@ -2,7 +2,7 @@
 // list and the editor page alike: the username, which opens the account panel (change the
 // password), and the "Sign out" button.
 
-import { ApiError, callApi, goToSignIn, rememberAccount, renewingSession } from "./api.js";
+import { ApiError, beginSigningOut, callApi, endSigningOut, goToSignIn, rememberAccount, renewingSession } from "./api.js";
 import { deleteLocalCopies } from "./localcopy.js";
 
 /** @typedef {{username: string, is_admin: boolean}} Account */
@@ -52,11 +52,13 @@ export function bindAccount(corner, account, panels, localCopies = []) {
   new PasswordPanel(button, account, panels);
   signOut.addEventListener("click", async () => {
     signOut.disabled = true;
+    beginSigningOut(); // the sockets this ends (4401) leave the navigating to this handler
     try {
       await callApi("POST", "/api/auth/signout");
     } catch (exc) {
       if (exc instanceof ApiError && exc.status === 0) {
         // Unreachable: the session still stands, so staying here is the honest answer.
+        endSigningOut();
         signOut.disabled = false;
         signOut.title = `Signing out failed: ${exc.message}`;
         return;
