@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import cast
 
 import anyio
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -43,7 +44,7 @@ from server.rooms import rooms_for
 from server.services import Services, services
 from server.sessions import SessionWatch
 from server.settings import Settings
-from storage.database import Store
+from storage.database import Store, reachable
 from storage.documents import DocumentNotFound
 from streaming.engine import Engine
 from streaming.interface import GenerationEngine
@@ -100,6 +101,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/models", models),
         *public_routes(settings),
@@ -134,6 +136,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
 
 
 log = logging.getLogger(__name__)
+READY_TIMEOUT_S = 2.0
 
 
 def _is_api(request: Request) -> bool:
@@ -171,6 +174,28 @@ async def database_unavailable(conn: Request | WebSocket, exc: Exception) -> Res
     else:
         await close_quietly(conn, WS_1013_TRY_AGAIN_LATER, "the database is unavailable; try again shortly")
     return None
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Whether this replica can serve documents, whatever the model's state: 200 when its database
+    answers (and Redis, among replicas), 503 with the reasons otherwise. For load balancers' and
+    Kubernetes' readiness checks: an engine tier that is down takes suggestions away, not the
+    documents (`/healthz` covers the model too)."""
+    found = services(request)
+    problems: dict[str, str] = {}
+    try:
+        with anyio.fail_after(READY_TIMEOUT_S):
+            await found.store.run(reachable)
+    except (SQLAlchemyError, TimeoutError) as exc:
+        problems["database"] = str(exc).splitlines()[0] if str(exc) else "it did not answer in time"
+    with anyio.move_on_after(READY_TIMEOUT_S) as waited:
+        broker = await found.broker.problem()
+        if broker is not None:
+            problems["redis"] = broker
+    if waited.cancelled_caught:
+        problems["redis"] = "Redis did not answer in time"
+    body = {"status": "ready" if not problems else "unavailable", "problems": problems}
+    return JSONResponse(body, status_code=200 if not problems else 503)
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -57,7 +57,7 @@ SECRET_FILE = "secret_key"
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
 USERNAME_RULE = "2 to 32 characters: lowercase letters, digits, '_', '.', '-'; first a letter or digit"
 PASSWORD_MIN, PASSWORD_MAX = 8, 1024  # the upper bound keeps hashing cheap to refuse
-PUBLIC_PREFIXES = ("/static/", "/healthz")
+PUBLIC_PREFIXES = ("/static/", "/healthz", "/readyz")
 PASSWORD_WORKERS = 2  # argon2 hashes at once (each 64 MiB); more wait their turn
 
 hasher = PasswordHasher()

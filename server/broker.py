@@ -91,6 +91,10 @@ class Broker(Protocol):
 
     async def release_lease(self, name: str) -> None: ...
 
+    async def problem(self) -> str | None:
+        """Why the other replicas cannot be reached now, in one line; None when they can."""
+        ...
+
 
 def new_replica_id() -> str:
     return os.urandom(8).hex()
@@ -125,6 +129,9 @@ class LocalBroker:
 
     async def release_lease(self, name: str) -> None:
         pass
+
+    async def problem(self) -> str | None:
+        return None
 
 
 class Subscriptions:

@@ -237,6 +237,13 @@ class RedisBroker:
         if envelope.sender != self.replica:
             self._subscriptions.deliver(channel, envelope)
 
+    async def problem(self) -> str | None:
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError) as exc:
+            return f"Redis does not answer: {exc}"
+        return None
+
     # leases
 
     async def take_lease(self, name: str, ttl_s: float) -> bool:

@@ -51,6 +51,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(connection), revision)
 
 
+def reachable(session: Session) -> None:
+    """A query that answers at once on a database that can be used (for readiness checks)."""
+    session.connection().execute(text("SELECT 1"))
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

@@ -123,6 +123,8 @@ async def test_replicas_catch_up_after_redis_comes_back(
                 wrong = {"username": "ann", "password": "not the passphrase at all"}
                 answer = await http.post("/api/auth/signin", json=wrong, headers={"origin": b})
                 assert answer.status_code == 401, answer.text
+                unready = await http.get("/readyz")
+                assert unready.status_code == 503 and "redis" in unready.json()["problems"]
 
             redis_server.start()  # same port: the listeners reconnect and resync from the database
             await on_b.wait_for(lambda c: "during" in str(c.text), within_s=30)
@@ -131,3 +133,5 @@ async def test_replicas_catch_up_after_redis_comes_back(
             await on_a.wait_for(
                 lambda c: str(c.text) == str(on_b.text) and "after" in str(c.text), within_s=30
             )
+            async with httpx.AsyncClient(base_url=b) as http:
+                assert (await http.get("/readyz")).status_code == 200

@@ -200,6 +200,7 @@ def test_healthz_says_where_the_model_is_and_whether_it_answers(
     nowhere = f"http://127.0.0.1:{free_port()}"
     with replica(app_settings, nowhere) as (url, _, alice, document_id):
         down = httpx.get(f"{url}/healthz")
+        ready = httpx.get(f"{url}/readyz")  # readiness: documents are served, engine or not
         documents = httpx.get(f"{url}/api/documents", headers=alice)
         with suggestion_socket(url, alice, document_id) as (hello, ws):
             ws.send(json.dumps(suggest("s1")))
@@ -215,6 +216,7 @@ def test_healthz_says_where_the_model_is_and_whether_it_answers(
     assert down.status_code == 503
     assert down.json()["answers"] is False and "cannot be reached" in down.json()["reason"]
     assert documents.status_code == 200, "the replica serves documents while the engine is away"
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "problems": {}}
     assert busy["reason"] == "busy" and hello["device"] == "remote"
 
 
