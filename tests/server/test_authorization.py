@@ -43,6 +43,7 @@ def doc(suffix: str = "") -> Callable[[dict[str, Any]], str]:
 # (method, route path) -> (the request, expected answer per identity in IDENTITIES order)
 MATRIX: dict[tuple[str, str], tuple[Case, tuple[Any, ...]]] = {
     ("GET", "/healthz"): (Case("GET", lambda d: "/healthz"), (200, 200, 200, 200, 200)),
+    ("GET", "/readyz"): (Case("GET", lambda d: "/readyz"), (200, 200, 200, 200, 200)),
     ("POST", "/v1/completions"): (
         Case("POST", lambda d: "/v1/completions", lambda d: {"prompt": "Once", "max_tokens": 1}),
         (401, 200, 200, 200, 200),
