@@ -194,7 +194,7 @@ class YClient:
             self.rejected.append(Decoder(message[1:]).read_var_string())
         elif kind == MESSAGE_SAVED:
             decoder = Decoder(message[1:])
-            state = decoder.read_message()
-            assert state is not None
-            self.server_state = decode_state_vector(state)
+            vector = decoder.read_message()
+            assert vector is not None
+            self.server_state = decode_state_vector(vector)
             self.updates_acknowledged = decoder.read_var_uint()

@@ -27,6 +27,7 @@ MAX_ID = 2**53 - 1  # Yjs ids are JavaScript numbers
 MAX_TYPE_NAME = 256
 ENTRY_OVERHEAD = 3 * 10  # three varuints (id, clock, length) at most
 REMOTE_STATE_S = 30.0  # y-protocols' outdated timeout: a state not renewed this long is gone
+MAX_NAME = 64  # an account name is at most 32 characters (server.auth.USERNAME)
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,10 @@ class RoomPresence:
         return encode_entries(kept) if kept else None
 
     def accept_remote(self, update: bytes, now: float) -> bytes | None:
-        """An awareness update relayed by another replica (which checked it as `accept` does): the
-        part to pass on here, with its states kept for those who join later; None when nothing is
-        new. Bounded like a room's own states; ValueError when malformed."""
+        """An awareness update relayed by another replica (which checked it as `accept` does; each
+        state is rebuilt again here all the same, since pages draw it): the part to pass on here,
+        with its states kept for those who join later; None when nothing is new. Bounded like a
+        room's own states; ValueError when malformed."""
         kept: list[tuple[int, int, str]] = []
         for client_id, clock, state in read_entries(update, max(64, self.limits.room_bytes // 64)):
             if client_id in self.owners:
@@ -156,7 +158,8 @@ class RoomPresence:
                 self.remote_bytes -= len(previous[1])
                 del self.remote[client_id]
             if state not in ("", "null"):
-                if self.remote_bytes + len(state) > self.limits.room_bytes:
+                state = _checked_again(state, self.limits.state_bytes)
+                if not state or self.remote_bytes + len(state) > self.limits.room_bytes:
                     continue
                 self.remote[client_id] = (clock, state, now)
                 self.remote_bytes += len(state)
@@ -193,6 +196,22 @@ class RoomPresence:
         previous = self.states.pop(client_id, None)
         if previous is not None:
             self.bytes -= len(previous[1])
+
+
+def _checked_again(state: str, limit: int) -> str:
+    """A state from another replica rebuilt by `sanitized` under the name it carries; "" when it
+    is over `limit` bytes or is not a state a replica would send."""
+    if len(state.encode()) > limit:
+        return ""
+    try:
+        parsed = json.loads(state)
+    except (ValueError, RecursionError):
+        return ""
+    user = parsed.get("user") if isinstance(parsed, dict) else None
+    name = user.get("name") if isinstance(user, dict) else None
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
+        return ""
+    return sanitized(state, name)
 
 
 def sanitized(state: str, username: str) -> str:

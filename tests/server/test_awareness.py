@@ -182,3 +182,14 @@ def test_the_room_forgets_a_leaving_connections_ids_and_bytes() -> None:
     assert presence.forget(ann) == write_var_uint(1) + entry(1, 4, "null")
     assert presence.bytes == 0 and presence.snapshot() is None
     assert presence.accept(write_var_uint(1) + entry(1, 1, "{}"), bob) is not None  # free again
+
+
+def test_states_from_another_replica_are_rebuilt_before_anyone_sees_them() -> None:
+    presence = RoomPresence("doc", AwarenessLimits(state_bytes=256))
+    hostile = json.dumps({"user": {"name": "bob", "color": "red;background:url(x)"}, "script": "<b>"})
+    oversized = json.dumps({"user": {"name": "cy"}, "pad": "x" * 300})
+    nameless = json.dumps({"user": {"color": "#123456"}})
+    update = write_var_uint(3) + entry(7, 1, hostile) + entry(8, 1, oversized) + entry(9, 1, nameless)
+    relayed = presence.accept_remote(update, now=0.0)
+    assert relayed == write_var_uint(1) + entry(7, 1, '{"user":{"name":"bob"}}')
+    assert set(presence.remote) == {7}

@@ -29,6 +29,8 @@ class DeafBroker:
 
     def __init__(self, replica: str) -> None:
         self.replica = replica
+        self.asked = 0  # leases asked for: each round of its upkeep asks once per open room
+        self.asking = anyio.Event()
 
     @property
     def shared(self) -> bool:
@@ -41,7 +43,12 @@ class DeafBroker:
         return lambda: None
 
     async def take_lease(self, name: str, ttl_s: float) -> bool:
+        self.asked += 1
+        self.asking.set()
         return self.holders.setdefault(name, self.replica) == self.replica
+
+    async def problem(self) -> str | None:
+        return None
 
     async def release_lease(self, name: str) -> None:
         if self.holders.get(name) == self.replica:
@@ -89,7 +96,13 @@ async def test_only_the_lease_holder_saves_on_upkeep_and_others_save_the_merge(s
         await a.set_text(document, "holder")
         assert DeafBroker.holders[f"doc:{document}"] == "a"  # a saved first, so a holds it
         await room_b.replace_text("other ")  # stored in the log; b's view lacks a's edit
-        await anyio.sleep(0.3)  # several rounds of b's upkeep
+        deaf_b = b.broker
+        assert isinstance(deaf_b, DeafBroker)
+        rounds = deaf_b.asked + 3
+        with anyio.fail_after(10):
+            while deaf_b.asked < rounds:  # three rounds of b's upkeep, each refused the lease
+                deaf_b.asking = anyio.Event()
+                await deaf_b.asking.wait()
         assert room_b.text_dirty  # b left its text for the holder to save
         assert "other" not in (await store.run(collab.load_updates, document)).text
         await b.flush_text(document)  # a read through b: b saves its view merged with the log
