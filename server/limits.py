@@ -257,10 +257,6 @@ class LiveSockets:
             (document_id, user) for user, sockets in self._by_user.items() for document_id in sockets.values()
         }
 
-    def count(self) -> int:
-        """The sockets open on this replica."""
-        return len(self._session_of)
-
     # what every replica hears
 
     async def end_session(self, session: str) -> None:

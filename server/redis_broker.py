@@ -75,7 +75,6 @@ class RedisBroker:
         self._group: TaskGroup | None = None
         self._take_lease: Any = self.redis.register_script(TAKE_LEASE)
         self._release_lease: Any = self.redis.register_script(RELEASE_LEASE)
-        self.reconnects = 0
 
     @property
     def shared(self) -> bool:
@@ -189,7 +188,6 @@ class RedisBroker:
             try:
                 if pubsub is None:
                     pubsub = self._pubsub = await self._open()
-                    self.reconnects += 1
                     log.info(
                         "reconnected to Redis; resynchronising %d channels", len(self._subscriptions.handlers)
                     )
