@@ -12,11 +12,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, PlainSerializer
-from sqlalchemy import JSON, Column, ForeignKey, LargeBinary, String, Text
+from sqlalchemy import JSON, Column, ForeignKey, Integer, LargeBinary, String, Text
 from sqlmodel import Field, SQLModel
 
 TITLE_MAX = 200
 TEXT_MAX = 2_000_000
+NOTES_MAX = 2_000  # the brief a document gives the model before its text
+VERSION_NAME_MAX = 80
+TAG_MAX = 32
+TAGS_PER_DOCUMENT = 20
+COMMENT_MAX = 2_000
+QUOTE_MAX = 500  # how much of the commented text a comment keeps, for when that text is gone
+ANCHOR_MAX = 512  # a base64 Yjs relative position
 LOCAL_USER = "local"  # the owner of documents written before accounts existed
 USERNAME_MAX = 32
 
@@ -59,13 +66,14 @@ class Outcome(enum.StrEnum):
 class Role(enum.StrEnum):
     """What a person may do with a document; each role may do everything the ones below it may."""
 
-    VIEWER = "viewer"  # read the text, see who is there
+    VIEWER = "viewer"  # read the text and its comments, see who is there
+    COMMENTER = "commenter"  # and comment, reply, resolve; never change the text
     EDITOR = "editor"  # change the text and title, get suggestions, restore revisions
     OWNER = "owner"  # delete, and decide who else may read or write
 
     @property
     def rank(self) -> int:
-        return ("viewer", "editor", "owner").index(self.value)
+        return ("viewer", "commenter", "editor", "owner").index(self.value)
 
     def allows(self, needed: Role) -> bool:
         return self.rank >= needed.rank
@@ -114,6 +122,8 @@ class Document(DocumentBase, table=True):
     version: int = 0  # bumped on every text change
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, index=True)
+    notes: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    deleted_at: datetime | None = Field(default=None, index=True)  # in the trash since
 
 
 class DocumentCreate(DocumentBase):
@@ -127,6 +137,7 @@ class DocumentUpdate(SQLModel):
 
     title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX)
     text: str | None = Field(default=None, max_length=TEXT_MAX)
+    notes: str | None = Field(default=None, max_length=NOTES_MAX)
 
 
 class DocumentRead(DocumentBase):
@@ -137,6 +148,9 @@ class DocumentRead(DocumentBase):
     version: int
     created_at: UTCDateTime
     updated_at: UTCDateTime
+    notes: str = ""
+    tags: list[str] = []
+    deleted_at: UTCDateTime | None = None
 
 
 class DocumentSummary(DocumentBase):
@@ -149,6 +163,19 @@ class DocumentSummary(DocumentBase):
     updated_at: UTCDateTime
     chars: int
     preview: str
+    tags: list[str] = []
+    deleted_at: UTCDateTime | None = None
+
+
+class DocumentTag(SQLModel, table=True):
+    """A label on a document, shared by everyone who may read it."""
+
+    __tablename__ = "document_tags"
+
+    document_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    )
+    tag: str = Field(sa_column=Column(String(TAG_MAX), primary_key=True, index=True))
 
 
 class Membership(SQLModel, table=True):
@@ -167,7 +194,7 @@ class Membership(SQLModel, table=True):
             index=True,
         )
     )
-    role: str = Field(max_length=8)
+    role: str = Field(max_length=16)
     added_at: datetime = Field(default_factory=utcnow)
 
 
@@ -190,7 +217,7 @@ class ShareLink(SQLModel, table=True):
         )
     )
     token_hash: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
-    role: str = Field(max_length=8)
+    role: str = Field(max_length=16)
     created_by: str = Field(max_length=USERNAME_MAX)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None
@@ -221,6 +248,11 @@ class Revision(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     reason: str = Field(default="autosave", max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
+    name: str | None = Field(default=None, max_length=VERSION_NAME_MAX)  # "sent to editor"
+    # who wrote in the document between the revision before this one and this one
+    authors: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
 
 
 class RevisionRead(SQLModel):
@@ -230,6 +262,32 @@ class RevisionRead(SQLModel):
     reason: str
     created_at: UTCDateTime
     chars: int
+    name: str | None = None
+    authors: list[str] = []
+
+
+class Comment(SQLModel, table=True):
+    """A comment on a span of a document, or a reply in its thread (`thread_id` is the first
+    comment's id). The span is two Yjs relative positions, so it follows edits in every browser."""
+
+    __tablename__ = "comments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("documents.id", ondelete="CASCADE"), nullable=False)
+    )
+    thread_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("comments.id", ondelete="CASCADE"), nullable=True)
+    )
+    author: str = Field(max_length=USERNAME_MAX)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    anchor_start: str = Field(default="", max_length=ANCHOR_MAX)
+    anchor_end: str = Field(default="", max_length=ANCHOR_MAX)
+    quote: str = Field(default="", max_length=QUOTE_MAX)
+    created_at: datetime = Field(default_factory=utcnow)
+    edited_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = Field(default=None, max_length=USERNAME_MAX)
 
 
 class SuggestionBase(SQLModel):

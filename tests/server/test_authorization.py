@@ -1,7 +1,7 @@
 """The authorization matrix: every HTTP route and socket, for everyone who might ask.
 
 Each entry names what one route answers to anonymous visitors, a signed-in non-member, and the
-document's viewer, editor and owner: an HTTP status, or a socket's close code ("open" when it is
+document's viewer, commenter, editor and owner: an HTTP status, or a socket's close code ("open" when it is
 served). A route added to the app without an entry here fails `test_every_route_has_an_entry`.
 """
 
@@ -21,8 +21,8 @@ from server.app import create_app
 from server.settings import Settings
 from streaming.loader import LoadedModel
 
-IDENTITIES = ("anonymous", "outsider", "viewer", "editor", "owner")
-USERS = {"outsider": "nina", "viewer": "vic", "editor": "ed", "owner": "olga"}
+IDENTITIES = ("anonymous", "outsider", "viewer", "commenter", "editor", "owner")
+USERS = {"outsider": "nina", "viewer": "vic", "commenter": "cora", "editor": "ed", "owner": "olga"}
 OPEN = "open"
 ORIGIN = {"origin": "http://testserver"}
 
@@ -42,25 +42,28 @@ def doc(suffix: str = "") -> Callable[[dict[str, Any]], str]:
 
 # (method, route path) -> (the request, expected answer per identity in IDENTITIES order)
 MATRIX: dict[tuple[str, str], tuple[Case, tuple[Any, ...]]] = {
-    ("GET", "/healthz"): (Case("GET", lambda d: "/healthz"), (200, 200, 200, 200, 200)),
-    ("GET", "/readyz"): (Case("GET", lambda d: "/readyz"), (200, 200, 200, 200, 200)),
+    ("GET", "/healthz"): (Case("GET", lambda d: "/healthz"), (200, 200, 200, 200, 200, 200)),
+    ("GET", "/readyz"): (Case("GET", lambda d: "/readyz"), (200, 200, 200, 200, 200, 200)),
     ("POST", "/v1/completions"): (
         Case("POST", lambda d: "/v1/completions", lambda d: {"prompt": "Once", "max_tokens": 1}),
-        (401, 200, 200, 200, 200),
+        (401, 200, 200, 200, 200, 200),
     ),
-    ("GET", "/v1/models"): (Case("GET", lambda d: "/v1/models"), (401, 200, 200, 200, 200)),
-    ("GET", "/api/auth/status"): (Case("GET", lambda d: "/api/auth/status"), (200, 200, 200, 200, 200)),
+    ("GET", "/v1/models"): (Case("GET", lambda d: "/v1/models"), (401, 200, 200, 200, 200, 200)),
+    ("GET", "/api/auth/status"): (Case("GET", lambda d: "/api/auth/status"), (200, 200, 200, 200, 200, 200)),
     ("POST", "/api/auth/signup"): (
         Case(
             "POST", lambda d: "/api/auth/signup", lambda d: {"username": d["new_user"], "password": PASSWORD}
         ),
-        (201, 201, 201, 201, 201),
+        (201, 201, 201, 201, 201, 201),
     ),
     ("POST", "/api/auth/signin"): (
         Case("POST", lambda d: "/api/auth/signin", lambda d: {"username": "nina", "password": PASSWORD}),
-        (200, 200, 200, 200, 200),
+        (200, 200, 200, 200, 200, 200),
     ),
-    ("POST", "/api/auth/signout"): (Case("POST", lambda d: "/api/auth/signout"), (204, 204, 204, 204, 204)),
+    ("POST", "/api/auth/signout"): (
+        Case("POST", lambda d: "/api/auth/signout"),
+        (204, 204, 204, 204, 204, 204),
+    ),
     # each identity changes its own password to the same one (the case's body uses the shared one)
     ("POST", "/api/auth/password"): (
         Case(
@@ -68,74 +71,86 @@ MATRIX: dict[tuple[str, str], tuple[Case, tuple[Any, ...]]] = {
             lambda d: "/api/auth/password",
             lambda d: {"current_password": PASSWORD, "new_password": PASSWORD},
         ),
-        (401, 204, 204, 204, 204),
+        (401, 204, 204, 204, 204, 204),
     ),
-    ("GET", "/api/documents"): (Case("GET", lambda d: "/api/documents"), (401, 200, 200, 200, 200)),
+    ("GET", "/api/documents"): (Case("GET", lambda d: "/api/documents"), (401, 200, 200, 200, 200, 200)),
     ("POST", "/api/documents"): (
         Case("POST", lambda d: "/api/documents", lambda d: {"title": "New"}),
-        (401, 201, 201, 201, 201),
+        (401, 201, 201, 201, 201, 201),
     ),
-    ("GET", "/api/documents/{doc_id}"): (Case("GET", doc()), (401, 404, 200, 200, 200)),
+    ("GET", "/api/documents/{doc_id}"): (Case("GET", doc()), (401, 404, 200, 200, 200, 200)),
     ("PATCH", "/api/documents/{doc_id}"): (
         Case("PATCH", doc(), lambda d: {"text": "Changed."}),
-        (401, 404, 403, 200, 200),
+        (401, 404, 403, 403, 200, 200),
     ),
-    ("DELETE", "/api/documents/{doc_id}"): (Case("DELETE", doc()), (401, 404, 403, 403, 204)),
-    ("GET", "/api/documents/{doc_id}/export.md"): (Case("GET", doc("/export.md")), (401, 404, 200, 200, 200)),
-    ("GET", "/api/documents/{doc_id}/revisions"): (Case("GET", doc("/revisions")), (401, 404, 200, 200, 200)),
+    ("DELETE", "/api/documents/{doc_id}"): (Case("DELETE", doc()), (401, 404, 403, 403, 403, 204)),
+    ("GET", "/api/documents/{doc_id}/export.md"): (
+        Case("GET", doc("/export.md")),
+        (401, 404, 200, 200, 200, 200),
+    ),
+    ("GET", "/api/documents/{doc_id}/revisions"): (
+        Case("GET", doc("/revisions")),
+        (401, 404, 200, 200, 200, 200),
+    ),
     ("POST", "/api/documents/{doc_id}/revisions/{revision_id:int}/restore"): (
         Case("POST", lambda d: f"/api/documents/{d['id']}/revisions/{d['revision']}/restore"),
-        (401, 404, 403, 200, 200),
+        (401, 404, 403, 403, 200, 200),
     ),
     ("GET", "/api/documents/{doc_id}/suggestions"): (
         Case("GET", doc("/suggestions")),
-        (401, 404, 200, 200, 200),
+        (401, 404, 200, 200, 200, 200),
     ),
-    ("GET", "/api/documents/{doc_id}/members"): (Case("GET", doc("/members")), (401, 404, 200, 200, 200)),
+    ("GET", "/api/documents/{doc_id}/members"): (
+        Case("GET", doc("/members")),
+        (401, 404, 200, 200, 200, 200),
+    ),
     ("POST", "/api/documents/{doc_id}/members"): (
         Case("POST", doc("/members"), lambda d: {"username": "zed", "role": "viewer"}),
-        (401, 404, 403, 403, 201),
+        (401, 404, 403, 403, 403, 201),
     ),
     ("PATCH", "/api/documents/{doc_id}/members/{username}"): (
         Case("PATCH", doc("/members/vic"), lambda d: {"role": "editor"}),
-        (401, 404, 403, 403, 200),
+        (401, 404, 403, 403, 403, 200),
     ),
     # the target is the viewer: for the viewer this is leaving, which anyone may do
     ("DELETE", "/api/documents/{doc_id}/members/{username}"): (
         Case("DELETE", doc("/members/vic")),
-        (401, 404, 204, 403, 204),
+        (401, 404, 204, 403, 403, 204),
     ),
-    ("GET", "/api/documents/{doc_id}/links"): (Case("GET", doc("/links")), (401, 404, 403, 403, 200)),
+    ("GET", "/api/documents/{doc_id}/links"): (Case("GET", doc("/links")), (401, 404, 403, 403, 403, 200)),
     ("POST", "/api/documents/{doc_id}/links"): (
         Case("POST", doc("/links"), lambda d: {"role": "viewer"}),
-        (401, 404, 403, 403, 201),
+        (401, 404, 403, 403, 403, 201),
     ),
     ("DELETE", "/api/documents/{doc_id}/links/{link_id:int}"): (
         Case("DELETE", lambda d: f"/api/documents/{d['id']}/links/{d['link_id']}"),
-        (401, 404, 403, 403, 204),
+        (401, 404, 403, 403, 403, 204),
     ),
     # a share link is for whoever holds it; anonymous holders sign in first
     ("GET", "/s/{token}"): (
         Case("GET", lambda d: f"/s/{d['token']}"),
-        ((303, "/signin?next=/s/"), 200, 200, 200, 200),
+        ((303, "/signin?next=/s/"), 200, 200, 200, 200, 200),
     ),
     ("POST", "/s/{token}"): (
         Case("POST", lambda d: f"/s/{d['token']}"),
-        ((303, "/signin?next=/s/"), (303, "/d/"), (303, "/d/"), (303, "/d/"), (303, "/d/")),
+        ((303, "/signin?next=/s/"), (303, "/d/"), (303, "/d/"), (303, "/d/"), (303, "/d/"), (303, "/d/")),
     ),
-    ("GET", "/"): (Case("GET", lambda d: "/"), ((303, "/signin?next=/"), 200, 200, 200, 200)),
+    ("GET", "/"): (Case("GET", lambda d: "/"), ((303, "/signin?next=/"), 200, 200, 200, 200, 200)),
     ("GET", "/d/{doc_id}"): (
         Case("GET", lambda d: f"/d/{d['id']}"),
-        ((303, "/signin?next=/d/"), 404, 200, 200, 200),
+        ((303, "/signin?next=/d/"), 404, 200, 200, 200, 200),
     ),
-    ("GET", "/signin"): (Case("GET", lambda d: "/signin"), (200, 200, 200, 200, 200)),
-    ("GET", "/signup"): (Case("GET", lambda d: "/signup"), (200, 200, 200, 200, 200)),
-    ("GET", "/static/{path}"): (Case("GET", lambda d: "/static/app.css"), (200, 200, 200, 200, 200)),
+    ("GET", "/signin"): (Case("GET", lambda d: "/signin"), (200, 200, 200, 200, 200, 200)),
+    ("GET", "/signup"): (Case("GET", lambda d: "/signup"), (200, 200, 200, 200, 200, 200)),
+    ("GET", "/static/{path}"): (Case("GET", lambda d: "/static/app.css"), (200, 200, 200, 200, 200, 200)),
     ("WS", "/ws/suggest/{doc_id}"): (
         Case("WS", lambda d: f"/ws/suggest/{d['id']}"),
-        (4401, 4404, 4403, OPEN, OPEN),
+        (4401, 4404, 4403, 4403, OPEN, OPEN),
     ),
-    ("WS", "/ws/doc/{doc_id}"): (Case("WS", lambda d: f"/ws/doc/{d['id']}"), (4401, 4404, OPEN, OPEN, OPEN)),
+    ("WS", "/ws/doc/{doc_id}"): (
+        Case("WS", lambda d: f"/ws/doc/{d['id']}"),
+        (4401, 4404, OPEN, OPEN, OPEN, OPEN),
+    ),
 }
 
 
@@ -183,10 +198,11 @@ def signed_in_as(client: TestClient, username: str) -> dict[str, str]:
 
 
 def fresh(client: TestClient) -> dict[str, Any]:
-    """A new document of olga's with ed as editor, vic as viewer, a revision and a share link."""
+    """A new document of olga's with ed as editor, cora as commenter, vic as viewer, a revision and
+    a share link."""
     olga = signed_in_as(client, "olga")
     d: dict[str, Any] = client.post("/api/documents", json={"title": "Matrix"}, headers=olga).json()
-    for username, role in (("ed", "editor"), ("vic", "viewer")):
+    for username, role in (("ed", "editor"), ("cora", "commenter"), ("vic", "viewer")):
         added = client.post(
             f"/api/documents/{d['id']}/members", json={"username": username, "role": role}, headers=olga
         )

@@ -9,14 +9,17 @@ from sqlalchemy import inspect, text
 from storage import accounts, documents
 from storage.database import Store, current_revision, make_engine, upgrade
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 async def test_start_upgrades_an_empty_database(database_url: str) -> None:
     async with Store(database_url) as store:
         tables = set(inspect(store.engine).get_table_names())
         expected = {"documents", "revisions", "suggestions", "crdt_updates", "users", "sessions"}
-        assert expected | {"memberships", "share_links", "alembic_version"} <= tables
+        assert (
+            expected | {"memberships", "share_links", "alembic_version", "comments", "document_tags"}
+            <= tables
+        )
         assert current_revision(store.engine) == HEAD
 
 
