@@ -53,7 +53,7 @@ from server.ywire import (
     rejected_message,
     saved_message,
 )
-from storage import collab
+from storage import collab, versions
 from storage.database import Store
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,9 @@ class Room:
         self.size = 0  # the encoded document's size in bytes, as last measured plus an estimate since
         self.size_measured = True  # no change since `size` was measured
         self.empty_since: float | None = None
+        # version history: who wrote since the text was last saved, and when last (monotonic);
+        # handed to the revision that saves their edits (docs/history.md)
+        self.authors: dict[str, float] = {}
 
     async def listen(self) -> None:
         """Hear the other replicas' updates and awareness for this document; called before
@@ -289,6 +292,8 @@ class Room:
                 await anyio.sleep(delay)
             else:
                 self.log_entries += 1  # this replica's own count: enough to decide when to fold
+                if sender is not None:  # version history: a stored edit names its writer
+                    self.authors[sender.username] = time.monotonic()
                 self.text_dirty = True
                 self.compacted = False
                 if self.metrics is not None:
@@ -407,12 +412,13 @@ class Room:
 
     # the server's own edits (API clients, restores) and upkeep
 
-    async def replace_text(self, new: str) -> None:
-        """Change the text to `new` as one edit (only the part that differs), stored and broadcast.
-        DocumentTooLarge (nothing changed) past the document's limit; RoomClosed if not stored."""
-        await self._serially(lambda: self._replace(new))
+    async def replace_text(self, new: str, author: str | None = None) -> None:
+        """Change the text to `new` as one edit (only the part that differs), stored and broadcast,
+        written by `author`. DocumentTooLarge (nothing changed) past the document's limit;
+        RoomClosed if not stored."""
+        await self._serially(lambda: self._replace(new, author=author))
 
-    async def _replace(self, new: str, within_limit: bool = True) -> None:
+    async def _replace(self, new: str, within_limit: bool = True, author: str | None = None) -> None:
         old = await anyio.to_thread.run_sync(str, self.text)
         if old == new:
             return
@@ -435,10 +441,40 @@ class Room:
         self.size += len(update) + EDIT_OVERHEAD
         self.size_measured = False
         await self._append(update, None)
+        if author is not None:
+            self.authors[author] = time.monotonic()
         await self.broker.publish(self.channel, UPDATE, update)
         message = create_update_message(update)
         for connection in self.connections:
             connection.send(message)
+
+    def _take_authors(self) -> list[str]:
+        """The writers since the last save, in the order they last wrote; forgotten here, so put
+        them back (`_keep_authors`) should the save fail."""
+        taken = sorted(self.authors, key=self.authors.__getitem__)
+        self.authors = {}
+        return taken
+
+    def _keep_authors(self, taken: list[str]) -> None:
+        now = time.monotonic()
+        for name in taken:
+            self.authors.setdefault(name, now)
+
+    async def hand_over_authors(self, older_than_s: float) -> None:
+        """Among replicas, on one that does not save this document's text: add those who wrote
+        through it, longer than `older_than_s` ago (so the lease holder has saved their edits), to
+        the newest revision."""
+        await self._serially(lambda: self._hand_over_authors(older_than_s))
+
+    async def _hand_over_authors(self, older_than_s: float) -> None:
+        cutoff = time.monotonic() - older_than_s
+        ready = [name for name, at in self.authors.items() if at <= cutoff]
+        if not ready:
+            return
+        await self.store.run(versions.add_authors, self.document_id, ready)
+        for name in ready:
+            if self.authors.get(name, cutoff + 1) <= cutoff:
+                del self.authors[name]
 
     async def save_text(self) -> None:
         """Store the plain text, if it changed since it was last stored."""
@@ -450,10 +486,12 @@ class Room:
         elif self.text_dirty:
             text = await anyio.to_thread.run_sync(str, self.text)
             self.text_dirty = False
+            authors = self._take_authors()
             try:
-                await self.store.run(collab.save_text, self.document_id, text)
+                await self.store.run(collab.save_text, self.document_id, text, "autosave", authors)
             except BaseException:
                 self.text_dirty = True  # saved on the next try
+                self._keep_authors(authors)
                 raise
 
     async def _save_merged_text(self) -> None:
@@ -469,10 +507,12 @@ class Room:
             return str(merged.get(TEXT_NAME, type=Text))
 
         self.text_dirty = False
+        authors = self._take_authors()
         try:
-            await self.store.run(collab.save_merged_text, self.document_id, merge)
+            await self.store.run(collab.save_merged_text, self.document_id, merge, authors)
         except BaseException:
             self.text_dirty = True
+            self._keep_authors(authors)
             raise
 
     async def compact(self) -> None:
@@ -507,7 +547,12 @@ class Room:
             merged.apply_update(snapshot)
             return snapshot, str(merged.get(TEXT_NAME, type=Text))
 
-        await self.store.run(collab.fold, self.document_id, merge)
+        authors = self._take_authors()
+        try:
+            await self.store.run(collab.fold, self.document_id, merge, authors)
+        except BaseException:
+            self._keep_authors(authors)
+            raise
         self.log_entries, self.compacted, self.text_dirty = 1, True, False
 
     async def close(self) -> None:

@@ -25,6 +25,7 @@ from storage.documents import DocumentNotFound
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 2  # a room closed under a caller (idle, or dropped) is opened again once
+HAND_OVER_AFTER_SAVES = 3  # upkeep rounds the lease holder gets to save an edit before its writer is named
 
 
 class Rooms:
@@ -112,13 +113,13 @@ class Rooms:
     def get(self, document_id: str) -> Room | None:
         return self._rooms.get(document_id)
 
-    async def set_text(self, document_id: str, text: str) -> None:
-        """An edit from outside any client (the HTTP API, a restore), made through the CRDT.
-        DocumentTooLarge past the document's limit; DatabaseUnavailable if it was not stored."""
+    async def set_text(self, document_id: str, text: str, author: str | None = None) -> None:
+        """An edit from outside any client (the HTTP API, a restore) by `author`, made through the
+        CRDT. DocumentTooLarge past the document's limit; DatabaseUnavailable if it was not stored."""
         for attempt in range(ATTEMPTS):
             room = await self.open(document_id)
             try:
-                await room.replace_text(text)
+                await room.replace_text(text, author)
                 await room.save_text()
                 return
             except RoomClosed as exc:
@@ -163,7 +164,10 @@ class Rooms:
                 for room in list(self._rooms.values()):
                     try:
                         if not await self.broker.take_lease(room.lease, LEASE_S):
-                            continue  # another replica keeps this document's text and log
+                            # another replica keeps this document's text and log; version history:
+                            # once it has saved their edits, name who wrote through this one
+                            await room.hand_over_authors(HAND_OVER_AFTER_SAVES * self.save_every_s)
+                            continue
                         if room.log_entries > self.compact_after_entries:
                             await room.compact()
                         else:

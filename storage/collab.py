@@ -6,14 +6,15 @@ one snapshot (the merged state) and keeps the text as a revision, so restoring s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
-from storage.documents import DocumentNotFound, keep_revision
+from storage.documents import DocumentNotFound
 from storage.models import CrdtUpdate, Document, utcnow
+from storage.versions import add_authors, keep_version
 
 
 def append_update(session: Session, document_id: str, data: bytes) -> None:
@@ -70,7 +71,12 @@ def compact(session: Session, document_id: str, snapshot: bytes, upto_id: int | 
     session.add(CrdtUpdate(document_id=document_id, data=snapshot, snapshot=True))
 
 
-def fold(session: Session, document_id: str, merge: Callable[[list[bytes]], tuple[bytes, str]]) -> None:
+def fold(
+    session: Session,
+    document_id: str,
+    merge: Callable[[list[bytes]], tuple[bytes, str]],
+    authors: Iterable[str] = (),
+) -> None:
     """Replace exactly the entries read here by one snapshot, `merge(their updates)` -> (snapshot,
     its text), and keep that text. For replicas: an entry another one stores meanwhile is not read,
     so it is not deleted either (deleting "up to an id" could drop an entry committed late)."""
@@ -83,19 +89,21 @@ def fold(session: Session, document_id: str, merge: Callable[[list[bytes]], tupl
     if not rows:
         return
     snapshot, text = merge([bytes(data) for _, data in rows])
-    save_text(session, document_id, text)
+    save_text(session, document_id, text, authors=authors)
     session.exec(delete(CrdtUpdate).where(col(CrdtUpdate.id).in_([row_id for row_id, _ in rows])))
     session.add(CrdtUpdate(document_id=document_id, data=snapshot, snapshot=True))
 
 
-def save_merged_text(session: Session, document_id: str, merge: Callable[[list[bytes]], str]) -> None:
+def save_merged_text(
+    session: Session, document_id: str, merge: Callable[[list[bytes]], str], authors: Iterable[str] = ()
+) -> None:
     """Save `merge(the log's updates)` as the text, holding the document's row meanwhile, so that
     of two replicas saving at once the one that read less cannot write last."""
     _hold(session, document_id)
     rows = session.exec(
         select(CrdtUpdate.data).where(CrdtUpdate.document_id == document_id).order_by(col(CrdtUpdate.id))
     ).all()
-    save_text(session, document_id, merge([bytes(data) for data in rows]))
+    save_text(session, document_id, merge([bytes(data) for data in rows]), authors=authors)
 
 
 def _hold(session: Session, document_id: str) -> None:
@@ -108,13 +116,20 @@ def last_update_id(session: Session, document_id: str) -> int | None:
     return session.exec(select(func.max(CrdtUpdate.id)).where(CrdtUpdate.document_id == document_id)).one()
 
 
-def save_text(session: Session, document_id: str, text: str, reason: str = "autosave") -> None:
-    """Keep the plain text of the latest state beside the log, for the list, export and search."""
+def save_text(
+    session: Session, document_id: str, text: str, reason: str = "autosave", authors: Iterable[str] = ()
+) -> None:
+    """Keep the plain text of the latest state beside the log, for the list, export and search,
+    and as a revision written by `authors` (version history: `storage.versions`)."""
     document = session.get(Document, document_id)
-    if document is None or document.text == text:
+    if document is None:
+        return
+    if document.text == text:
+        # saved already (among replicas, by the lease holder): the newest revision holds their edits
+        add_authors(session, document_id, authors)
         return
     document.text = text
     document.version += 1
     document.updated_at = utcnow()
     session.add(document)
-    keep_revision(session, document, reason)
+    keep_version(session, document, reason, authors)

@@ -44,19 +44,6 @@ async def test_another_owner_cannot_see_a_document(store: Store) -> None:
     assert (await store.run(documents.get_document, created.id, "ann")).title == "Private"
 
 
-async def test_autosaves_share_a_revision_and_an_earlier_one_can_be_restored(store: Store) -> None:
-    created = await store.run(documents.create_document, DocumentCreate(title="Draft"), "ann")
-    for text in ("First", "First words", "First words here"):
-        await store.run(collab.save_text, created.id, text)
-    revisions = await store.run(documents.list_revisions, created.id, "ann")
-    assert len(revisions) == 1 and revisions[0].chars == len("First words here")
-
-    text = await store.run(documents.revision_text, created.id, "ann", revisions[0].id)
-    assert text == "First words here"
-    reasons = [r.reason for r in await store.run(documents.list_revisions, created.id, "ann")]
-    assert reasons == ["before-restore", "autosave"]
-
-
 async def test_suggestion_history_records_result_and_feedback(store: Store) -> None:
     document = await store.run(documents.create_document, DocumentCreate(title="Doc"), "ann")
     suggestion_id = await store.run(
