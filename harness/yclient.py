@@ -29,7 +29,7 @@ from pycrdt import (
 )
 
 from server.yupdates import write_var_uint
-from server.ywire import MESSAGE_REJECTED, MESSAGE_ROLE_CHANGED, MESSAGE_SAVED
+from server.ywire import MESSAGE_COMMENTS, MESSAGE_REJECTED, MESSAGE_ROLE_CHANGED, MESSAGE_SAVED
 
 
 def document_socket(url: str, document_id: str) -> str:
@@ -73,6 +73,7 @@ class YClient:
         self.answers = 0  # sync step 2 messages received: answers to our step 1s
         self.rejected: list[str] = []  # reasons the server gave for refusing our updates
         self.role: str | None = None  # the role the server last said we were changed to
+        self.comment_changes = 0  # "the comments changed" messages (103) heard
         self.updates_acknowledged = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._socket: Any = None
@@ -190,6 +191,8 @@ class YClient:
                     self.awareness[client] = parsed
         elif kind == MESSAGE_ROLE_CHANGED:
             self.role = Decoder(message[1:]).read_var_string()
+        elif kind == MESSAGE_COMMENTS:
+            self.comment_changes += 1
         elif kind == MESSAGE_REJECTED:
             self.rejected.append(Decoder(message[1:]).read_var_string())
         elif kind == MESSAGE_SAVED:

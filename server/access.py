@@ -32,7 +32,8 @@ audit = logging.getLogger("cowrite.audit")
 
 NEEDS = {
     Role.VIEWER: "read this document",
-    Role.EDITOR: "change this document (you can only view it)",
+    Role.COMMENTER: "comment on this document (you can only read it)",
+    Role.EDITOR: "change this document",
     Role.OWNER: "do this (only the document's owner can)",
 }
 

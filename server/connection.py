@@ -10,7 +10,7 @@ from starlette.websockets import WebSocket
 
 from server.errors import WS_4403_FORBIDDEN
 from server.limits import SESSION_ENDED
-from server.ywire import role_changed_message
+from server.ywire import comments_message, role_changed_message
 from storage.models import Role
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ class Connection:
         elif role is not self.role:
             self.role = role
             self.send(role_changed_message(str(role)))
+
+    def comments_changed(self) -> None:
+        """Someone commented, replied, resolved or deleted: the page fetches the comments again."""
+        self.send(comments_message())
 
     def session_ended(self) -> None:
         """The user signed out (or was signed out): nothing more of this connection is read."""

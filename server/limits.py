@@ -16,7 +16,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -153,6 +153,13 @@ class Revocable(Protocol):
     def session_ended(self) -> None: ...
 
 
+@runtime_checkable
+class CommentWatcher(Protocol):
+    """A document socket, told when its document's comments change (suggestion sockets are not)."""
+
+    def comments_changed(self) -> None: ...
+
+
 class SocketCount(Protocol):
     """Open sockets per user counted across replicas (`server.shared_limits.RedisSocketCount`)."""
 
@@ -272,6 +279,9 @@ class LiveSockets:
             {"op": "role", "document": document_id, "user": user, "role": role and str(role)}
         )
 
+    async def comments_changed(self, document_id: str) -> None:
+        await self._announce({"op": "comments", "document": document_id})
+
     async def document_gone(self, document_id: str) -> None:
         await self._announce({"op": "document_gone", "document": document_id})
 
@@ -305,6 +315,11 @@ class LiveSockets:
                 for socket, where in list(self._by_user.get(event["user"], {}).items()):
                     if where == event["document"]:
                         socket.role_changed(role)
+        elif op == "comments" and isinstance(event.get("document"), str):
+            for sockets in list(self._by_user.values()):
+                for socket, where in list(sockets.items()):
+                    if where == event["document"] and isinstance(socket, CommentWatcher):
+                        socket.comments_changed()
         elif op == "document_gone" and isinstance(event.get("document"), str):
             for sockets in list(self._by_user.values()):
                 for socket, where in list(sockets.items()):

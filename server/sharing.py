@@ -104,7 +104,9 @@ async def _put_member(
     request: Request, account: Account, document_id: str, username: str, role: Role
 ) -> Response:
     if role is Role.OWNER:
-        return api_error(400, "invalid", "role: a document has one owner; invite as editor or viewer")
+        return api_error(
+            400, "invalid", "role: a document has one owner; invite as editor, commenter or viewer"
+        )
     if username == account.username:
         return api_error(400, "invalid", "username: you own this document already")
     try:
@@ -156,7 +158,7 @@ async def create_link(request: Request) -> Response:
     except (ValidationError, ValueError) as exc:
         return invalid(exc)
     if data.role is Role.OWNER:
-        return api_error(400, "invalid", "role: a link can make editors or viewers, not owners")
+        return api_error(400, "invalid", "role: a link can make editors, commenters or viewers, not owners")
     token = secrets.token_urlsafe(24)
     expires_at = None if data.expires_in_days is None else utcnow() + timedelta(days=data.expires_in_days)
     link = await _store(request).run(

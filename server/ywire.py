@@ -1,5 +1,5 @@
 """The y-websocket wire format as Cowrite speaks it: the standard sync and awareness messages
-(pycrdt's codec) and Cowrite's own three message types, which clients that do not know them ignore.
+(pycrdt's codec) and Cowrite's own message types (100-103), which clients that do not know them ignore.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ MESSAGE_SAVED = 100
 MESSAGE_REJECTED = 101
 # ours: "the owner changed your role"; payload: the new role as a string
 MESSAGE_ROLE_CHANGED = 102
+# comments (issue 12, item 3): "this document's comments changed"; no payload: the page fetches
+# them over HTTP, so all it shows is validated server data
+MESSAGE_COMMENTS = 103
 # an update that changes nothing (clients send it as their sync step 2 when they hold nothing new)
 EMPTY_UPDATE = b"\x00\x00"
 
@@ -30,6 +33,10 @@ def rejected_message(reason: str) -> bytes:
 
 def role_changed_message(role: str) -> bytes:
     return bytes([MESSAGE_ROLE_CHANGED]) + write_message(role.encode())
+
+
+def comments_message() -> bytes:
+    return bytes([MESSAGE_COMMENTS])
 
 
 def sync_step2_message(update: bytes) -> bytes:

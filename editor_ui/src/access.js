@@ -1,4 +1,4 @@
-// What this writer may do in the open document: its role (owner, editor, viewer), the header's
+// What this writer may do in the open document: its role (owner, editor, commenter, viewer), the header's
 // role badge, and an editor that is read-only, without suggestions, for those who may only view.
 
 import { Compartment, EditorState } from "@codemirror/state";
@@ -10,13 +10,14 @@ import { EditorView } from "@codemirror/view";
 const BADGES = {
   owner: { label: "Owner", title: "You own this document: you can edit it and choose who else may" },
   editor: { label: "Can edit", title: "This document was shared with you to edit" },
+  commenter: { label: "Can comment", title: "You can read this document and comment on it, but not change its text" },
   viewer: { label: "View only", title: "You can read this document and watch the others write, but not change it" },
 };
 
 /** @param {unknown} value */
 function asRole(value) {
   // A server from before accounts sends no role: everything there is the one writer's own.
-  return value === "editor" || value === "viewer" ? value : "owner";
+  return value === "editor" || value === "commenter" || value === "viewer" ? value : "owner";
 }
 
 export class Access {
@@ -39,7 +40,12 @@ export class Access {
   }
 
   get readOnly() {
-    return this.role === "viewer";
+    return this.role === "viewer" || this.role === "commenter";
+  }
+
+  /** Comments: everyone but viewers may comment, reply and resolve. */
+  get mayComment() {
+    return this.role !== "viewer";
   }
 
   /**

@@ -5,7 +5,7 @@ import { ApiError, callApi, documentPath } from "./api.js";
 import { colorOf } from "./identity.js";
 import { timeAgo, timeUntil } from "./time.js";
 
-/** @typedef {"owner" | "editor" | "viewer"} Role */
+/** @typedef {"owner" | "editor" | "commenter" | "viewer"} Role */
 /** @typedef {{username: string, role: Role, added_at: string}} Member */
 /**
  * @typedef {{id: string | number, role: Role, created_at: string, expires_at: string | null,
@@ -13,7 +13,7 @@ import { timeAgo, timeUntil } from "./time.js";
  */
 
 /** @type {Record<Role, string>} */
-export const ROLE_LABELS = { owner: "Owner", editor: "Can edit", viewer: "Can view" };
+export const ROLE_LABELS = { owner: "Owner", editor: "Can edit", commenter: "Can comment", viewer: "Can view" };
 
 const COPIED_MS = 2_000;
 
@@ -49,7 +49,7 @@ function element(tag, className, text) {
 }
 
 /**
- * A role picker for editor / viewer.
+ * A role picker for editor / commenter / viewer.
  * @param {Role} value
  * @param {string} label for assistive technology
  */
@@ -57,7 +57,7 @@ function roleSelect(value, label) {
   const select = document.createElement("select");
   select.className = "select";
   select.setAttribute("aria-label", label);
-  for (const role of /** @type {Role[]} */ (["editor", "viewer"])) {
+  for (const role of /** @type {Role[]} */ (["editor", "commenter", "viewer"])) {
     const option = new Option(ROLE_LABELS[role], role, false, role === value);
     select.append(option);
   }
@@ -230,7 +230,7 @@ export class SharePanel {
   showNewLink(created) {
     this.linkUrl.value = new URL(created.url, location.origin).href;
     const role = /** @type {HTMLElement} */ (this.newLink.querySelector("[data-testid=link-role-note]"));
-    role.textContent = created.role === "editor" ? "edit" : "view";
+    role.textContent = { editor: "edit", commenter: "comment on" }[created.role] || "view";
     this.newLink.hidden = false;
     this.linkUrl.focus();
   }

@@ -182,6 +182,20 @@ async def test_a_role_changed_through_one_replica_holds_on_the_other(pair: Pair)
     assert stored.startswith("allowed") and "refused" not in stored
 
 
+async def test_a_comment_made_through_one_replica_is_announced_on_the_other(pair: Pair) -> None:
+    document = new_document(pair, "Commented", {"bob": "commenter"})
+    async with YClient(document_socket(pair.b, document), headers=pair.on(pair.b, "ann")) as ann:
+        await ann.synced.wait()
+        made = await call(
+            "POST",
+            f"{pair.a}/api/documents/{document}/comments",
+            json={"body": "Why?", "anchor_start": "AQ==", "anchor_end": "Ag=="},
+            headers=pair.people["bob"],
+        )
+        assert made.status_code == 201, made.text
+        await ann.wait_for(lambda c: c.comment_changes == 1)  # A -> Redis -> B
+
+
 async def test_a_role_change_whose_message_was_lost_holds_within_a_sweep(pair: Pair) -> None:
     document = new_document(pair, "Lost message", {"bob": "editor"})
     async with YClient(document_socket(pair.b, document), headers=pair.on(pair.b, "bob")) as bob:
