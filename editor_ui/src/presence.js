@@ -1,13 +1,18 @@
 // Presence: what this writer tells the others through awareness (name, colour, whether a
-// suggestion is up) and the toolbar chips showing who else is in the document.
+// suggestion is up), the toolbar chips showing who else is in the document, and the names on the
+// others' cursors while they type.
 
-import { EditorView } from "@codemirror/view";
+import { EditorView, ViewPlugin } from "@codemirror/view";
 import * as decoding from "lib0/decoding";
 import * as encoding from "lib0/encoding";
 import { currentGhost } from "./ghost.js";
 import { safeColor, selectionColor } from "./identity.js";
 
 /** @typedef {{name: string, color: string, suggesting: boolean}} Peer */
+
+// A co-author's name shows on their cursor (y-codemirror's caret label) this long after they last
+// typed or moved it; then it fades (app.css).
+export const CURSOR_NAME_MS = 3_000;
 
 export class Presence {
   /**
@@ -23,8 +28,27 @@ export class Presence {
     /** What the chips show now, to redraw only when it changes (not on every remote cursor move). */
     this.drawn = "";
 
+    /** Each other client's cursor as last seen (JSON), to tell a moved cursor from a renewal. */
+    /** @type {Map<number, string>} */
+    this.cursors = new Map();
+    /** Until when (Date.now()) each name shows on its cursors. */
+    /** @type {Map<string, number>} */
+    this.activeUntil = new Map();
+    /** @type {EditorView | null} */
+    this.view = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.fadeTimer = undefined;
+
     awareness.setLocalState({ user: identity.user, suggesting: false });
-    awareness.on("change", () => this.render());
+    awareness.on("change", (/** @type {{added: number[], updated: number[], removed: number[]}} */ changes) => {
+      this.noteCursors(changes);
+      this.render();
+    });
+    // Typing at the end of the text leaves a cursor's relative position as it was, so the edits
+    // tell too: the clients whose clock a transaction advanced wrote in it.
+    awareness.doc.on("afterTransaction", (/** @type {import("yjs").Transaction} */ tr) => {
+      if (!tr.local) this.noteEdits(tr);
+    });
     // Leaving: the others drop this writer at once instead of after the awareness timeout.
     window.addEventListener("pagehide", () => awareness.setLocalState(null));
     window.addEventListener("pageshow", (event) => {
@@ -51,14 +75,115 @@ export class Presence {
     if (this.awareness.getLocalState() !== null) this.awareness.setLocalStateField(field, value);
   }
 
-  /** Keeps `suggesting` true while this writer has a suggestion generating or on screen. */
+  /**
+   * Keeps `suggesting` true while this writer has a suggestion generating or on screen, and marks
+   * the others' carets whose names show.
+   */
   extension() {
-    return EditorView.updateListener.of((update) => {
-      const suggesting = currentGhost(update.state) !== null;
-      if (suggesting === this.suggesting) return;
-      this.suggesting = suggesting;
-      this.setField("suggesting", suggesting);
+    const presence = this;
+    return [
+      EditorView.updateListener.of((update) => {
+        const suggesting = currentGhost(update.state) !== null;
+        if (suggesting === this.suggesting) return;
+        this.suggesting = suggesting;
+        this.setField("suggesting", suggesting);
+      }),
+      ViewPlugin.define((view) => {
+        presence.view = view;
+        return {
+          update() {
+            // y-codemirror draws (or redraws) the carets in this update; mark them once it has.
+            if (presence.cursors.size) presence.redraw();
+          },
+          destroy() {
+            presence.view = null;
+            clearTimeout(presence.fadeTimer);
+          },
+        };
+      }),
+    ];
+  }
+
+  /**
+   * A co-author whose cursor moved (they typed, or moved it) has their name shown for a while.
+   * @param {{added: number[], updated: number[], removed: number[]}} changes
+   */
+  noteCursors({ added, updated, removed }) {
+    for (const clientId of removed) this.cursors.delete(clientId);
+    const states = this.awareness.getStates();
+    let moved = false;
+    for (const clientId of [...added, ...updated]) {
+      if (clientId === this.awareness.clientID) continue;
+      const state = states.get(clientId);
+      const name = state && state.user && state.user.name;
+      const cursor = state && state.cursor ? JSON.stringify(state.cursor) : null;
+      if (typeof name !== "string" || cursor === null) {
+        this.cursors.delete(clientId);
+        continue;
+      }
+      if (this.cursors.get(clientId) === cursor) continue;
+      this.cursors.set(clientId, cursor);
+      this.activeUntil.set(name, Date.now() + CURSOR_NAME_MS);
+      moved = true;
+    }
+    if (!moved) return;
+    this.scheduleFade();
+    this.redraw();
+  }
+
+  /**
+   * Co-authors who wrote in a transaction from elsewhere have their names shown for a while.
+   * @param {import("yjs").Transaction} tr
+   */
+  noteEdits(tr) {
+    const states = this.awareness.getStates();
+    let wrote = false;
+    tr.afterState.forEach((clock, clientId) => {
+      if (clientId === this.awareness.clientID || clock <= (tr.beforeState.get(clientId) || 0)) return;
+      const state = states.get(clientId);
+      const name = state && state.user && state.user.name;
+      if (typeof name !== "string") return;
+      this.activeUntil.set(name, Date.now() + CURSOR_NAME_MS);
+      wrote = true;
     });
+    if (!wrote) return;
+    this.scheduleFade();
+    this.redraw();
+  }
+
+  /** Mark the carets once the editor has drawn what it is drawing now. */
+  redraw() {
+    if (this.view) this.view.requestMeasure({ key: this, read() {}, write: () => this.markCarets() });
+  }
+
+  /** Mark each caret y-codemirror drew with whether its name shows now. */
+  markCarets() {
+    if (!this.view) return;
+    const now = Date.now();
+    for (const caret of this.view.contentDOM.querySelectorAll(".cm-ySelectionCaret")) {
+      if (!(caret instanceof HTMLElement)) continue;
+      const label = caret.querySelector(".cm-ySelectionInfo");
+      const name = label ? label.textContent || "" : "";
+      const active = String((this.activeUntil.get(name) || 0) > now);
+      caret.dataset.testid = "remote-cursor";
+      if (caret.dataset.active !== active) caret.dataset.active = active;
+    }
+  }
+
+  /** Redraw the carets' names when the next one is due to fade. */
+  scheduleFade() {
+    clearTimeout(this.fadeTimer);
+    const now = Date.now();
+    let next = Infinity;
+    for (const [name, until] of this.activeUntil) {
+      if (until <= now) this.activeUntil.delete(name);
+      else next = Math.min(next, until);
+    }
+    if (next === Infinity) return;
+    this.fadeTimer = setTimeout(() => {
+      this.markCarets();
+      this.scheduleFade();
+    }, next - now + 10);
   }
 
   /** @returns {Peer[]} the others in the document, by name */

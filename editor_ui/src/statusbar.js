@@ -1,5 +1,7 @@
-// The thin bar under the writing column: the document's connection and saving, and the model,
-// latency and alternatives of the suggestions.
+// The thin bar under the writing column: the document's connection and saving, its counts (and
+// the selection's), and the model, latency and alternatives of the suggestions.
+
+import { WORDS_PER_MINUTE, readingTime } from "./counts.js";
 
 const NOTICE_MS = 5_000;
 
@@ -38,6 +40,17 @@ const SUGGESTION_CONNECTION_TITLES = {
   refused: "No suggestions here",
 };
 
+const NUMBER = new Intl.NumberFormat("en-US");
+
+/**
+ * "1 word", "1,204 words".
+ * @param {number} count
+ * @param {string} noun
+ */
+function plural(count, noun) {
+  return `${NUMBER.format(count)} ${noun}${count === 1 ? "" : "s"}`;
+}
+
 /** @param {string} id */
 function element(id) {
   const found = document.getElementById(id);
@@ -54,6 +67,8 @@ export class StatusBar {
     this.notice = element("status-notice");
     this.save = element("status-save");
     this.connection = element("status-connection");
+    this.counts = element("status-counts");
+    this.selection = element("status-selection");
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.noticeTimer = undefined;
   }
@@ -114,6 +129,30 @@ export class StatusBar {
     this.counter.textContent = text;
     this.counter.hidden = !text;
     this.counter.title = text ? "Alternative shown; Alt+] and Alt+[ switch" : "";
+  }
+
+  /**
+   * The document's words, characters and reading time, and the selection's words and characters.
+   * @param {import("./counts.js").Counts} counts
+   */
+  showCounts(counts) {
+    let text = "Counting words…";
+    if (counts.document) {
+      const { words, characters } = counts.document;
+      const parts = [plural(words, "word"), plural(characters, "character"), readingTime(words)];
+      text = parts.filter(Boolean).join(" · ");
+    }
+    if (this.counts.textContent !== text) this.counts.textContent = text;
+    this.counts.dataset.pending = String(counts.pending);
+    this.counts.title = counts.pending
+      ? "Counting…"
+      : `Reading time at ${WORDS_PER_MINUTE} words a minute; Markdown marks and line breaks are not counted`;
+    const selected = counts.selection;
+    const selectionText = selected
+      ? `Selection: ${plural(selected.words, "word")}, ${plural(selected.characters, "character")}`
+      : "";
+    if (this.selection.textContent !== selectionText) this.selection.textContent = selectionText;
+    this.selection.hidden = !selected;
   }
 
   /** A short message that fades by itself; nothing to click away. @param {string} text */

@@ -1,12 +1,13 @@
-// The writing surface: CodeMirror set up for prose in Markdown, drawn in the page's theme colours.
+// The writing surface: CodeMirror set up for prose in Markdown, drawn in the page's theme colours,
+// with the Markdown styled as written.
 
 import { defaultKeymap } from "@codemirror/commands";
 import { markdownKeymap, markdownLanguage, pasteURLAsLink } from "@codemirror/lang-markdown";
-import { HighlightStyle, LanguageSupport, syntaxHighlighting } from "@codemirror/language";
+import { LanguageSupport } from "@codemirror/language";
 import { search, searchKeymap } from "@codemirror/search";
 import { Prec } from "@codemirror/state";
 import { EditorView, drawSelection, keymap, placeholder } from "@codemirror/view";
-import { tags } from "@lezer/highlight";
+import { formatting } from "./formatting.js";
 
 // Colours come from app.css custom properties, so the editor follows the light/dark switch
 // without being reconfigured.
@@ -47,20 +48,6 @@ const proseTheme = EditorView.theme({
   ".cm-panel.cm-search input, .cm-panel.cm-search button": { fontFamily: "inherit" },
 });
 
-const proseHighlight = HighlightStyle.define([
-  { tag: tags.heading1, fontSize: "1.6em", fontWeight: "600", lineHeight: "1.3" },
-  { tag: tags.heading2, fontSize: "1.3em", fontWeight: "600" },
-  { tag: [tags.heading3, tags.heading4, tags.heading5, tags.heading6], fontWeight: "600" },
-  { tag: tags.strong, fontWeight: "700" },
-  { tag: tags.emphasis, fontStyle: "italic" },
-  { tag: tags.strikethrough, textDecoration: "line-through" },
-  { tag: [tags.link, tags.url], color: "var(--accent)" },
-  { tag: tags.monospace, fontFamily: "var(--mono)", fontSize: "0.88em" },
-  { tag: tags.quote, color: "var(--muted)", fontStyle: "italic" },
-  // The Markdown marks themselves (#, *, >, -) recede so the words stay in front.
-  { tag: [tags.processingInstruction, tags.contentSeparator, tags.meta], color: "var(--faint)" },
-]);
-
 // Markdown (GitHub flavour) without `markdown()`'s HTML-in-Markdown support: that pulls the HTML,
 // CSS and JavaScript parsers into the bundle (about 170 kB) for something prose rarely holds.
 // Enter still continues lists and quotes.
@@ -79,7 +66,8 @@ export function writingSurface() {
     search({ top: true }),
     keymap.of([...defaultKeymap, ...searchKeymap]),
     proseMarkdown,
-    syntaxHighlighting(proseHighlight),
+    // Markdown styled as written, and Ctrl/Cmd+B, I and K (formatting.js).
+    formatting(),
     EditorView.lineWrapping,
     placeholder("Start writing…"),
     EditorView.contentAttributes.of({ spellcheck: "true", "aria-label": "Document text" }),
