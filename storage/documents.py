@@ -1,26 +1,21 @@
-"""Queries on documents and their revisions."""
+"""Queries on documents (their revisions: `storage.versions`)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, func, or_, select
 
 from storage.models import (
     Document,
     DocumentCreate,
     DocumentRead,
     DocumentSummary,
+    DocumentTag,
     Membership,
-    Revision,
-    RevisionRead,
     Role,
-    as_utc,
     utcnow,
 )
 
 PREVIEW_CHARS = 160
-REVISION_EVERY = timedelta(minutes=1)  # autosaves closer together than this share one revision
 
 
 class DocumentNotFound(LookupError):
@@ -30,7 +25,7 @@ class DocumentNotFound(LookupError):
 def role_of(session: Session, document_id: str, username: str) -> Role | None:
     """The user's role in the document; None when it does not exist or they are not a member."""
     document = session.get(Document, document_id)
-    if document is None:
+    if document is None or document.deleted_at is not None:  # in the trash: gone, for everyone
         return None
     if document.owner == username:
         return Role.OWNER
@@ -45,31 +40,64 @@ def roles_of(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str, s
     }
 
 
-def list_documents(session: Session, username: str) -> list[DocumentSummary]:
-    """The user's own documents and those shared with them, most recently changed first."""
+def list_documents(
+    session: Session, username: str, sort: str = "updated", tag: str | None = None
+) -> list[DocumentSummary]:
+    """The user's own documents and those shared with them, out of the trash: most recently
+    changed first, or by title (`sort="title"`); only those tagged `tag` when given."""
     shared = select(Membership.document_id).where(Membership.username == username)
-    rows = session.exec(
-        select(Document)
-        .where(or_(Document.owner == username, col(Document.id).in_(shared)))
-        .order_by(col(Document.updated_at).desc())
-    ).all()
+    query = select(Document).where(
+        or_(Document.owner == username, col(Document.id).in_(shared)), col(Document.deleted_at).is_(None)
+    )
+    if tag is not None:
+        query = query.where(
+            col(Document.id).in_(select(DocumentTag.document_id).where(DocumentTag.tag == tag))
+        )
+    if sort == "title":
+        query = query.order_by(func.lower(Document.title), col(Document.updated_at).desc())
+    else:
+        query = query.order_by(col(Document.updated_at).desc())
+    rows = session.exec(query).all()
     memberships = {
         m.document_id: Role(m.role)
         for m in session.exec(select(Membership).where(Membership.username == username)).all()
     }
+    tags = tags_of(session, [d.id for d in rows])
     return [
-        DocumentSummary(
-            id=d.id,
-            title=d.title,
-            owner=d.owner,
-            role=Role.OWNER if d.owner == username else memberships[d.id],
-            created_at=d.created_at,
-            updated_at=d.updated_at,
-            chars=len(d.text),
-            preview=" ".join(d.text[: PREVIEW_CHARS * 2].split())[:PREVIEW_CHARS],
-        )
+        summarize(d, Role.OWNER if d.owner == username else memberships[d.id], tags.get(d.id, []))
         for d in rows
     ]
+
+
+def summarize(document: Document, role: Role, tags: list[str]) -> DocumentSummary:
+    """A document's row in a list."""
+    return DocumentSummary(
+        id=document.id,
+        title=document.title,
+        owner=document.owner,
+        role=role,
+        created_at=document.created_at,
+        updated_at=document.updated_at,
+        chars=len(document.text),
+        preview=" ".join(document.text[: PREVIEW_CHARS * 2].split())[:PREVIEW_CHARS],
+        tags=tags,
+        deleted_at=document.deleted_at,
+    )
+
+
+def tags_of(session: Session, document_ids: list[str]) -> dict[str, list[str]]:
+    """Each document's tags, sorted."""
+    found: dict[str, list[str]] = {}
+    if not document_ids:
+        return found
+    rows = session.exec(
+        select(DocumentTag)
+        .where(col(DocumentTag.document_id).in_(document_ids))
+        .order_by(col(DocumentTag.tag))
+    ).all()
+    for row in rows:
+        found.setdefault(row.document_id, []).append(row.tag)
+    return found
 
 
 def create_document(session: Session, data: DocumentCreate, owner: str) -> DocumentRead:
@@ -93,7 +121,8 @@ def get_document(session: Session, document_id: str, user: str) -> DocumentRead:
     document = session.get(Document, document_id)
     if role is None or document is None:
         raise DocumentNotFound(document_id)
-    return _read(document, role)
+    tags = tags_of(session, [document_id]).get(document_id, [])
+    return _read(document, role).model_copy(update={"tags": tags})
 
 
 def rename_document(session: Session, document_id: str, user: str, title: str) -> None:
@@ -108,51 +137,8 @@ def _read(document: Document, role: Role) -> DocumentRead:
     return DocumentRead.model_validate({**document.model_dump(), "role": role})
 
 
-def keep_revision(session: Session, document: Document, reason: str) -> None:
-    latest = session.exec(
-        select(Revision).where(Revision.document_id == document.id).order_by(col(Revision.id).desc()).limit(1)
-    ).first()
-    now = utcnow()
-    if (
-        latest is not None
-        and latest.reason == reason == "autosave"
-        and now - as_utc(latest.created_at) < REVISION_EVERY
-    ):
-        latest.text, latest.title = document.text, document.title
-        session.add(latest)
-        return
-    session.add(Revision(document_id=document.id, title=document.title, text=document.text, reason=reason))
-
-
 def delete_document(session: Session, document_id: str, owner: str) -> None:
-    session.delete(load_document(session, document_id, owner))
-
-
-def list_revisions(session: Session, document_id: str, owner: str) -> list[RevisionRead]:
-    load_document(session, document_id, owner)
-    rows = session.exec(
-        select(Revision).where(Revision.document_id == document_id).order_by(col(Revision.id).desc())
-    ).all()
-    return [
-        RevisionRead(
-            id=r.id or 0,
-            document_id=r.document_id,
-            title=r.title,
-            reason=r.reason,
-            created_at=r.created_at,
-            chars=len(r.text),
-        )
-        for r in rows
-    ]
-
-
-def revision_text(session: Session, document_id: str, owner: str, revision_id: int) -> str:
-    """An earlier revision's text, ready to be made current; the text it replaces is kept first."""
+    """Move the document to the trash (`storage.library` restores, purges, or deletes for ever)."""
     document = load_document(session, document_id, owner)
-    revision = session.get(Revision, revision_id)
-    if revision is None or revision.document_id != document_id:
-        raise DocumentNotFound(f"{document_id} revision {revision_id}")
-    session.add(
-        Revision(document_id=document.id, title=document.title, text=document.text, reason="before-restore")
-    )
-    return revision.text
+    document.deleted_at = utcnow()
+    session.add(document)

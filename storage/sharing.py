@@ -105,7 +105,7 @@ def open_link(session: Session, token_hash: str) -> tuple[ShareLink, Document]:
     if link is None or link.revoked_at is not None or _expired(link):
         raise LinkNotValid()
     document = session.get(Document, link.document_id)
-    if document is None:
+    if document is None or document.deleted_at is not None:  # in the trash: links lead nowhere
         raise LinkNotValid()
     return link, document
 

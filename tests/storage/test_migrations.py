@@ -9,7 +9,7 @@ from sqlalchemy import inspect, text
 from storage import accounts, documents
 from storage.database import Store, current_revision, make_engine, upgrade
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 async def test_start_upgrades_an_empty_database(database_url: str) -> None:
