@@ -16,6 +16,10 @@ Measured per pause, and reported per run and as medians over runs:
 - keystroke savings: characters the writer did not type, less one Tab per acceptance, over all
   the characters of the text they produced.
 
+`--temperature 0 0.3 0.7` and `--notes-chars 0 1000` compare Cowrite variants: every run plays
+each combination in turn, with the same writers and text (a writer's document gets that many
+characters of notes for suggestions, the brief the engine reads before the text).
+
 `--peer` runs the same workload, alternately and with the same writers, against llama.cpp's
 `llama-server` on the same GGUF file (`make bench-peer` builds it; see bench/peer.py) over its
 streamed `/v1/completions`, cancelled by closing the stream, and reports the ratios. Results go to
@@ -281,8 +285,34 @@ def material(novel: str, index: int, args: argparse.Namespace) -> tuple[str, str
     return opening, novel[start : start + 6000]
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One way to run Cowrite's writers: a temperature, and how many characters of notes."""
+
+    temperature: float
+    notes_chars: int
+
+    @property
+    def label(self) -> str:
+        return f"cowrite t={self.temperature:g} notes={self.notes_chars}"
+
+
+def notes_for(novel: str, chars: int) -> str:
+    """A brief for the writer's document: prose from far away in the corpus, whole words."""
+    if chars <= 0:
+        return ""
+    brief = "Audience: readers of period fiction. Tone: dry, ironic. "
+    notes = " ".join(novel[5_000 : 5_000 + chars + 200].split())
+    return (brief + notes)[:chars]
+
+
 async def cowrite_writer(
-    base: str, index: int, novel: str, args: argparse.Namespace, result: WriterResult
+    base: str,
+    index: int,
+    novel: str,
+    args: argparse.Namespace,
+    result: WriterResult,
+    variant: Variant,
 ) -> None:
     rng = random.Random(1000 + index)
     opening, to_type = material(novel, index, args)
@@ -291,6 +321,9 @@ async def cowrite_writer(
         http.headers.update(me)
         doc = (await http.post("/api/documents", json={"title": f"Writer {index}"})).json()["id"]
         await http.patch(f"/api/documents/{doc}", json={"text": opening})
+        if variant.notes_chars:
+            notes = notes_for(novel, variant.notes_chars)
+            (await http.patch(f"/api/documents/{doc}", json={"notes": notes})).raise_for_status()
 
         async def save(text: str) -> None:
             await http.patch(f"/api/documents/{doc}", json={"text": text})
@@ -298,7 +331,7 @@ async def cowrite_writer(
         ws_url = base.replace("http", "ws", 1) + f"/ws/suggest/{doc}?tab=bench{index}"
         async with websockets.connect(ws_url, max_size=2**20, additional_headers=me) as ws:
             json.loads(await ws.recv())  # hello
-            suggester = CowriteSuggester(ws, args.max_tokens, args.temperature)
+            suggester = CowriteSuggester(ws, args.max_tokens, variant.temperature)
             reader = asyncio.create_task(suggester.read())
             try:
                 await type_and_pause(suggester, opening, to_type, rng, args, result, save)
@@ -315,16 +348,21 @@ async def peer_writer(
     opening, to_type = material(novel, index, args)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=FRESH_CONNECTIONS) as http:
         await type_and_pause(
-            PeerSuggester(http, args.max_tokens, args.temperature), opening, to_type, rng, args, result
+            PeerSuggester(http, args.max_tokens, args.temperature[0]), opening, to_type, rng, args, result
         )
 
 
-async def run(kind: str, base: str, writers: int, novel: str, args: argparse.Namespace) -> list[WriterResult]:
+async def run(
+    variant: Variant | None, base: str, writers: int, novel: str, args: argparse.Namespace
+) -> list[WriterResult]:
+    """One run of `writers` writers: Cowrite's in `variant`, or llama-server's (None)."""
     results = [WriterResult() for _ in range(writers)]
-    writer = cowrite_writer if kind == "cowrite" else peer_writer
     async with asyncio.TaskGroup() as group:  # a writer that fails ends the run
         for i in range(writers):
-            group.create_task(writer(base, i, novel, args, results[i]))
+            if variant is None:
+                group.create_task(peer_writer(base, i, novel, args, results[i]))
+            else:
+                group.create_task(cowrite_writer(base, i, novel, args, results[i], variant))
     return results
 
 
@@ -401,7 +439,12 @@ def main() -> None:
     parser.add_argument("--pause-max-s", type=float, default=2.5)
     parser.add_argument("--opening-chars", type=int, default=2000)
     parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--temperature", type=float, default=0.7, help="the editor's default")
+    parser.add_argument(
+        "--temperature", type=float, nargs="+", default=[0.3], help="the editor's default; several compare"
+    )
+    parser.add_argument(
+        "--notes-chars", type=int, nargs="+", default=[0], help="notes for suggestions; several compare"
+    )
     parser.add_argument("--peer", action="store_true", help="also run llama-server, alternately")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
@@ -411,7 +454,11 @@ def main() -> None:
     needed = 20_000 + max(args.writers) * 25_000 + 10_000
     if len(novel) < needed:
         novel = novel * (1 + needed // len(novel))
-    kinds = ["cowrite", "peer"] if args.peer else ["cowrite"]
+    variants = [Variant(t, n) for t in args.temperature for n in args.notes_chars]
+    # the first variant is reported as "cowrite", the others by their label
+    kinds = ["cowrite", *(v.label for v in variants[1:])] + (["peer"] if args.peer else [])
+    variant_of: dict[str, Variant | None] = {"cowrite": variants[0], "peer": None}
+    variant_of |= {v.label: v for v in variants[1:]}
     report: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items() if k != "output"}}
     with contextlib.ExitStack() as stack:
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -432,7 +479,8 @@ def main() -> None:
             runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
             for number in range(args.runs):
                 for kind in kinds:  # alternately, so a noisy minute hurts both
-                    summary = summarize(asyncio.run(run(kind, bases[kind], writers, novel, args)))
+                    base = bases["peer" if kind == "peer" else "cowrite"]
+                    summary = summarize(asyncio.run(run(variant_of[kind], base, writers, novel, args)))
                     runs[kind].append(summary)
                     print(f"{writers} writers, run {number + 1}, {kind}: {json.dumps(summary)}", flush=True)
             report[f"writers_{writers}"] = {
@@ -441,16 +489,20 @@ def main() -> None:
             }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(finite(report), indent=2) + "\n")
-    header = "| writers | metric | Cowrite |" + (
-        " llama-server | Cowrite / llama-server |" if args.peer else ""
-    )
+    others = [v.label for v in variants[1:]]
+    header = f"| writers | metric | {variants[0].label if others else 'Cowrite'} |"
+    header += "".join(f" {other} | {other} / Cowrite |" for other in others)
+    header += " llama-server | Cowrite / llama-server |" if args.peer else ""
     print("\n" + header)
-    print("|---:|---|---:|" + ("---:|---:|" if args.peer else ""))
+    print("|---:|---|---:|" + "---:|---:|" * len(others) + ("---:|---:|" if args.peer else ""))
     for writers in args.writers:
         row = report[f"writers_{writers}"]
         for label, key, unit in METRICS:
             ours = row["cowrite"]["median"][key]
             line = f"| {writers} | {label} | {show(ours, unit)} |"
+            for other in others:
+                value = row[other]["median"][key]
+                line += f" {show(value, unit)} | {ratio(value, ours)} |"
             if args.peer:
                 theirs = row["peer"]["median"][key]
                 line += f" {show(theirs, unit)} | {ratio(ours, theirs)} |"

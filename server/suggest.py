@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
@@ -35,6 +36,7 @@ from server.protocol import (
     server_frame,
 )
 from server.services import services
+from storage import notes as suggestion_notes
 from storage import suggestions
 from storage.models import Outcome, Role, SuggestionCreate
 from streaming.errors import InvalidRequest
@@ -62,15 +64,32 @@ REASONS = {Status.LIMITED: "busy"}
 Frame = dict[str, Any]
 
 
+# Notes for suggestions: the document's brief goes first, as a block that stays the same from one
+# request to the next, so the engine's per-session prefix cache keeps it (docs/engine.md). A
+# socket re-reads them at most this often, not on every keystroke.
+NOTES_HEADER = "Notes for this text:\n"
+NOTES_SEPARATOR = "\n\n---\n\n"
+NOTES_FRESH_S = 2.0
+# n > 1 asks for alternatives: at temperature 0 they would all be the same text, so they are
+# sampled at this temperature at least (docs/protocol.md)
+ALTERNATIVES_TEMPERATURE = 0.7
+
+
+def prompt_with_notes(notes: str, before: str) -> str:
+    """What the model reads: the notes, a separator, then the text before the cursor."""
+    return f"{NOTES_HEADER}{notes}{NOTES_SEPARATOR}{before}" if notes else before
+
+
 # the page's tab id (`?tab=`), part of the engine session key; anything else counts as no tab
 TAB_ID = re.compile(r"^[A-Za-z0-9_-]{0,32}$")
 
 
-def to_request(message: Suggest, session: str, owner: str = "") -> GenerationRequest | None:
+def to_request(message: Suggest, session: str, owner: str = "", notes: str = "") -> GenerationRequest | None:
     """The engine request for a `suggest`; None when there is nothing to continue.
 
-    The whole text before the cursor is the prompt, token-healed: its last token (the half-typed
-    word, or the space the writer paused after) is re-chosen by the first step.
+    The document's notes (if any) and then the whole text before the cursor are the prompt,
+    token-healed: its last token (the half-typed word, or the space the writer paused after) is
+    re-chosen by the first step.
     """
     before = message.before
     if not before.strip():
@@ -79,14 +98,17 @@ def to_request(message: Suggest, session: str, owner: str = "") -> GenerationReq
     # a suggestion never runs into the next paragraph, nor past the end of a line that goes on
     stop = ("\n",) if rest_of_line.strip() else ("\n\n",)
     settings = message.settings
+    temperature = (
+        settings.temperature if settings.n == 1 else max(settings.temperature, ALTERNATIVES_TEMPERATURE)
+    )
     return GenerationRequest(
-        prompt=before,
+        prompt=prompt_with_notes(notes, before),
         session=session,
         heal=True,
         max_new_tokens=settings.max_tokens,
-        temperature=settings.temperature,
-        top_p=0.95 if settings.temperature > 0 else 1.0,
-        top_k=50 if settings.temperature > 0 else 0,
+        temperature=temperature,
+        top_p=0.95 if temperature > 0 else 1.0,
+        top_k=50 if temperature > 0 else 0,
         n=settings.n,
         stop=stop,
         time_budget_s=TIME_BUDGET_S,
@@ -116,6 +138,8 @@ class SuggestionSocket:
         self.live: dict[str, Generation] = {}
         self.stored: OrderedDict[str, int] = OrderedDict()  # client id -> suggestion id
         self._group: TaskGroup | None = None
+        self.notes = ""
+        self.notes_read_at = -NOTES_FRESH_S  # monotonic seconds; never read yet
         self.closing: tuple[int, str] | None = None  # set when the server ends the socket
 
     def role_changed(self, role: Role | None) -> None:
@@ -207,7 +231,7 @@ class SuggestionSocket:
                 message.id,
                 retry_after_ms=round(wait * 1000),
             )
-        request = to_request(message, self.session, self.user)
+        request = to_request(message, self.session, self.user, await self._notes())
         if request is None:
             # nothing before the cursor to continue: an empty suggestion, at once
             group.start_soon(
@@ -229,7 +253,7 @@ class SuggestionSocket:
         if self.live or await self.limiter.take(self.user) > 0:
             return  # a suggestion is in flight and reading the context already, or too many lately
         suggest = Suggest(v=1, type="suggest", id="prime", before=message.before)
-        request = to_request(suggest, self.session, self.user)
+        request = to_request(suggest, self.session, self.user, await self._notes())
         if request is None:
             return
         try:
@@ -237,6 +261,14 @@ class SuggestionSocket:
         except InvalidRequest:
             return  # nobody waits for a prime's answer
         group.start_soon(_await_quietly, generation)
+
+    async def _notes(self) -> str:
+        """The document's notes for suggestions, read again when older than NOTES_FRESH_S."""
+        now = time.monotonic()
+        if now - self.notes_read_at >= NOTES_FRESH_S:
+            self.notes = await self.store.run(suggestion_notes.notes_of, self.document_id)
+            self.notes_read_at = now
+        return self.notes
 
     def _cancel(self, message: Cancel) -> None:
         generation = self.live.get(message.id)

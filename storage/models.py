@@ -57,6 +57,10 @@ class Outcome(enum.StrEnum):
     ACCEPTED = "accepted"
     PARTIAL = "partial"  # part of it accepted; see accepted_chars
     REJECTED = "rejected"
+    # a steadier assistant: the writer typed the suggestion's start themselves, taking nothing with
+    # a key (their text, not the model's); or the model produced no text at all (never listed)
+    TYPED = "typed"
+    EMPTY = "empty"
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"
     BUSY = "busy"

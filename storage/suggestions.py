@@ -31,6 +31,8 @@ def record_result(
     suggestion = session.get(Suggestion, suggestion_id)
     if suggestion is None:
         raise DocumentNotFound(f"suggestion {suggestion_id}")
+    if outcome is Outcome.SHOWN and not any(alternatives):
+        outcome = Outcome.EMPTY  # nothing reached the screen: not "shown", and not listed
     suggestion.outcome = outcome
     suggestion.alternatives = alternatives
     suggestion.ttft_ms, suggestion.total_ms, suggestion.tokens = ttft_ms, total_ms, tokens
@@ -53,7 +55,11 @@ def list_suggestions(session: Session, document_id: str, user: str) -> list[Sugg
     load_document(session, document_id, user)
     rows = session.exec(
         select(Suggestion)
-        .where(Suggestion.document_id == document_id, Suggestion.user == user)
+        .where(
+            Suggestion.document_id == document_id,
+            Suggestion.user == user,
+            Suggestion.outcome != Outcome.EMPTY,
+        )
         .order_by(col(Suggestion.id).desc())
         .limit(HISTORY_LIMIT)
     ).all()

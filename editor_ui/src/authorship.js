@@ -6,7 +6,7 @@ import { Decoration, EditorView, ViewPlugin } from "@codemirror/view";
 import { fromBase64, toBase64 } from "lib0/buffer";
 import { ySyncFacet } from "y-codemirror.next";
 import * as Y from "yjs";
-import { endedGhosts, fullyTaken, takeHandler, unrecordedFrom } from "./ghost.js";
+import { takeHandler } from "./ghost.js";
 
 const SHOW_KEY = "cowrite.showAi";
 
@@ -52,8 +52,13 @@ export class Authorship {
      * @type {WeakMap<SpanRecord, {start: Y.RelativePosition, end: Y.RelativePosition} | null>}
      */
     this.decoded = new WeakMap();
-    /** Spans recorded after the fact (type-through) are not undo steps of their own. */
+    /** Spans written again after a redo are not undo steps of their own. */
     this.origin = { name: "cowrite.authorship" };
+    /**
+     * The writer's undo manager (SharedDocument.editorBinding): a take is one undo step of its own.
+     * @type {Y.UndoManager | null}
+     */
+    this.undoManager = null;
     /** @type {Array<() => void>} */
     this.listeners = [];
     /** @type {EditorView | null} */
@@ -187,25 +192,27 @@ export class Authorship {
   }
 
   /**
-   * The editor side: takes enter the document together with their span, a suggestion completed
-   * by typing is recorded when it ends, and the highlight (when shown) follows the text.
+   * The editor side: takes enter the document together with their span, each as one undo step,
+   * and the highlight (when shown) follows the text. Text the writer typed through (the same
+   * characters as the ghost) is theirs: it is never recorded as the model's.
    * @param {boolean} show whether to highlight AI-authored text from the start
+   * @param {Y.UndoManager | null} [undoManager] the writer's undo manager
    */
-  extension(show) {
+  extension(show, undoManager = null) {
+    this.undoManager = undoManager;
     return [
       takeHandler.of((view, spec, taking) => {
+        // Yjs merges changes made close together into one undo step; closing the step before
+        // and after a take makes Ctrl+Z take back exactly it (Tab: the whole suggestion; each
+        // Ctrl+→: one word), never the typing around it.
+        if (this.undoManager) this.undoManager.stopCapturing();
         // The sync plugin writes the insert to the Y.Text inside this transaction; giving it the
         // plugin's own origin keeps it from echoing the insert back and makes it one undo step.
         this.ydoc.transact(() => {
           view.dispatch(spec);
           this.record(taking.from, taking.to, taking.suggestion);
         }, view.state.facet(ySyncFacet));
-      }),
-      EditorView.updateListener.of((update) => {
-        for (const ghost of endedGhosts(update)) {
-          if (!fullyTaken(ghost) || ghost.recorded >= ghost.taken.length) continue;
-          this.ydoc.transact(() => this.record(unrecordedFrom(ghost), ghost.pos, ghost.suggestion), this.origin);
-        }
+        if (this.undoManager) this.undoManager.stopCapturing();
       }),
       this.highlight.of(this.highlighting(show)),
     ];

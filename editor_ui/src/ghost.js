@@ -17,7 +17,8 @@ import { Decoration, EditorView, WidgetType, keymap } from "@codemirror/view";
  * @property {string[]} alternatives  text received so far, per alternative
  * @property {number} index      the alternative on screen
  * @property {string} taken      the start of that alternative already in the document
- * @property {number} recorded   how much of `taken` has been handed to the take handler
+ * @property {number} keyed      how much of `taken` came with Tab or Ctrl+→; the rest the writer
+ *                               typed through, which is their own text, not the model's
  * @property {boolean} generating  more text may still arrive
  * @property {boolean} shown     some text of it has been on screen
  */
@@ -43,8 +44,8 @@ const takeGhost = StateEffect.define();
 /**
  * Taken ghost text, as it enters the document.
  * @typedef {object} Taking
- * @property {number} from  where the AI-written run starts, counting text typed through since the
- *                          last take (it ends at the end of the insert)
+ * @property {number} from  where the AI-written run starts: the taken text only (what the writer
+ *                          typed through before it is theirs)
  * @property {number} to
  * @property {number | null} suggestion
  */
@@ -97,15 +98,6 @@ function offersMore(ghost, index) {
 }
 
 /**
- * Where the taken text not yet handed to the take handler starts: what was typed through since
- * the last take (the taken text is one run that ends at the ghost).
- * @param {Ghost} ghost
- */
-export function unrecordedFrom(ghost) {
-  return ghost.pos - (ghost.taken.length - ghost.recorded);
-}
-
-/**
  * Typing that matches the ghost's start is taken from it instead of ending it.
  * @param {Ghost} ghost
  * @param {import("@codemirror/state").Transaction} tr
@@ -142,7 +134,8 @@ function updateSlot(slot, tr) {
   const take = tr.effects.find((effect) => effect.is(takeGhost));
   if (ghost && take) {
     const taken = ghost.taken + take.value.text;
-    ghost = withChange(ghost, { taken, recorded: taken.length, pos: ghost.pos + take.value.text.length });
+    const keyed = ghost.keyed + take.value.text.length;
+    ghost = withChange(ghost, { taken, keyed, pos: ghost.pos + take.value.text.length });
     if (take.value.all || (fullyTaken(ghost) && !ghost.generating)) end();
   } else if (ghost && tr.docChanged) {
     // Only this writer's keys type through; another writer's text at the same spot ends it.
@@ -168,7 +161,7 @@ function updateSlot(slot, tr) {
         alternatives: Array.from({ length: effect.value.n }, () => ""),
         index: 0,
         taken: "",
-        recorded: 0,
+        keyed: 0,
         suggestion: null,
         generating: true,
         shown: false,
@@ -329,7 +322,7 @@ function take(view, text, all) {
     scrollIntoView: true,
   };
   const taking = {
-    from: unrecordedFrom(ghost),
+    from: ghost.pos,
     to: ghost.pos + text.length,
     suggestion: ghost.suggestion,
   };
@@ -398,7 +391,7 @@ function cycleCommand(step) {
 
 const ghostTheme = EditorView.baseTheme({
   ".cm-ghost": {
-    color: "var(--ghost, #8b9097)",
+    color: "var(--ghost, #686d74)",
     whiteSpace: "pre-wrap",
     pointerEvents: "none",
   },

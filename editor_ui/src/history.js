@@ -24,6 +24,9 @@ function outcomeLabel(record) {
   switch (record.outcome) {
     case "partial":
       return `partly accepted (${record.accepted_chars ?? 0} chars)`;
+    case "typed":
+      // the writer typed the suggestion's start themselves: their text, not an acceptance
+      return "typed by you";
     case null:
     case undefined:
     case "":

@@ -14,7 +14,7 @@ const STORAGE_KEY = "cowrite.settings";
 /** Bounds of each numeric setting: [min, max, step, default]. */
 const RANGES = {
   maxTokens: [8, 64, 1, 24],
-  temperature: [0, 1.5, 0.05, 0.7],
+  temperature: [0, 1.5, 0.05, 0.3], // default by measurement: docs/benchmarks.md
   n: [1, 4, 1, 1],
   pauseMs: [150, 1500, 50, 300],
 };

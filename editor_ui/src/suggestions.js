@@ -154,13 +154,12 @@ export class Suggester {
       this.socket.send({ v: PROTOCOL_VERSION, type: "cancel", id: ghost.id });
     }
     if (!ghost.shown || !sameConnection) return;
-    const outcome = fullyTaken(ghost) ? "accepted" : ghost.taken ? "partial" : "rejected";
     this.socket.send({
       v: PROTOCOL_VERSION,
       type: "feedback",
       id: ghost.id,
-      outcome,
-      accepted_chars: ghost.taken.length,
+      outcome: outcomeOf(ghost),
+      accepted_chars: ghost.keyed,
       alternative: ghost.index,
     });
     this.onFeedback();
@@ -285,6 +284,17 @@ export class Suggester {
       alternatives: ghost && text ? ghost.n : 0,
     };
   }
+}
+
+/**
+ * What the writer did with a suggestion they saw: only text taken with Tab or Ctrl+→ counts as
+ * accepted; typing the same characters as the ghost is their own writing ("typed").
+ * @param {import("./ghost.js").Ghost} ghost
+ * @returns {"accepted" | "partial" | "typed" | "rejected"}
+ */
+export function outcomeOf(ghost) {
+  if (ghost.keyed > 0) return fullyTaken(ghost) ? "accepted" : "partial";
+  return ghost.taken ? "typed" : "rejected";
 }
 
 /** @param {Transaction} tr */

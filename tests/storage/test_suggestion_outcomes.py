@@ -1,0 +1,71 @@
+"""A steadier assistant's history rules: a suggestion that produced no text is recorded as empty and
+never listed; text the writer typed through is their own ("typed"), not an acceptance; notes are
+stored cleaned. On SQLite and (in CI) PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from storage import documents, notes, suggestions
+from storage.database import Store
+from storage.documents import DocumentNotFound
+from storage.models import NOTES_MAX, DocumentCreate, Outcome, SuggestionCreate
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    async with Store(database_url) as started:
+        yield started
+
+
+async def new_suggestion(store: Store, document_id: str) -> int:
+    data = SuggestionCreate(
+        document_id=document_id, user="ann", context_chars=5, params={}, model="m", device="cpu"
+    )
+    suggestion_id: int = await store.run(suggestions.record_request, data)
+    return suggestion_id
+
+
+async def test_a_suggestion_without_text_is_empty_and_not_listed(store: Store) -> None:
+    document = await store.run(documents.create_document, DocumentCreate(title="Doc"), "ann")
+    empty = await new_suggestion(store, document.id)
+    await store.run(suggestions.record_result, empty, Outcome.SHOWN, ["", ""], None, 40.0, 1)
+    shown = await new_suggestion(store, document.id)
+    await store.run(suggestions.record_result, shown, Outcome.SHOWN, ["", " a dog"], 30.0, 90.0, 3)
+    cancelled = await new_suggestion(store, document.id)
+    await store.run(suggestions.record_result, cancelled, Outcome.CANCELLED, [""], None, 10.0, 0)
+
+    rows = await store.run(suggestions.list_suggestions, document.id, "ann")
+    assert {row.id: row.outcome for row in rows} == {shown: "shown", cancelled: "cancelled"}
+
+
+async def test_typed_through_is_recorded_as_typed_with_nothing_accepted(store: Store) -> None:
+    document = await store.run(documents.create_document, DocumentCreate(title="Doc"), "ann")
+    suggestion_id = await new_suggestion(store, document.id)
+    await store.run(suggestions.record_result, suggestion_id, Outcome.SHOWN, [" and so"], 30.0, 90.0, 2)
+    await store.run(suggestions.record_feedback, suggestion_id, Outcome.TYPED, 0, 0)
+    [row] = await store.run(suggestions.list_suggestions, document.id, "ann")
+    assert (row.outcome, row.accepted_chars) == ("typed", 0)
+
+
+async def test_notes_are_stored_and_read_back(store: Store) -> None:
+    document = await store.run(documents.create_document, DocumentCreate(title="Doc"), "ann")
+    cleaned = notes.clean_notes("  Tone: dry.\r\nAudience: editors.\t \n")
+    assert cleaned == "Tone: dry.\nAudience: editors."
+    await store.run(notes.set_notes, document.id, "ann", cleaned)
+    assert await store.run(notes.notes_of, document.id) == cleaned
+    assert (await store.run(documents.get_document, document.id, "ann")).notes == cleaned
+    with pytest.raises(DocumentNotFound):
+        await store.run(notes.set_notes, document.id, "bob", "vandalism")
+    with pytest.raises(DocumentNotFound):
+        await store.run(notes.notes_of, "no-such-document")
+
+
+@pytest.mark.parametrize(
+    "bad", ["x" * (NOTES_MAX + 1), "bell\x07", "escape\x1b[0m", "next\x85line", "\ud800"]
+)
+def test_bad_notes_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="notes"):
+        notes.clean_notes(bad)
