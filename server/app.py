@@ -18,7 +18,20 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler
 from starlette.websockets import WebSocket, WebSocketState
 
-from server import auth, collab, datadir, documents, pages, sharing, suggest
+from server import (
+    auth,
+    collab,
+    comments,
+    datadir,
+    documents,
+    exports,
+    imports,
+    library,
+    pages,
+    sharing,
+    suggest,
+    versions,
+)
 from server.access import close_quietly
 from server.auth import PASSWORD_WORKERS, CookieSigner, SessionBackend, SessionMiddleware, load_secret_key
 from server.cluster import broker_for, counters_for
@@ -94,7 +107,17 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         )
         app.state.services = found
         sessions = SessionWatch(found.sockets, store, settings.session_check_s)
-        async with listener_for(settings, metrics), store, broker, counters.sockets, engine, rooms, sessions:
+        trash = library.TrashSweep(store)  # finding and organising: the trash's 30 days (docs/library.md)
+        async with (
+            listener_for(settings, metrics),
+            store,
+            broker,
+            counters.sockets,
+            engine,
+            rooms,
+            sessions,
+            trash,
+        ):
             datadir.protect(settings.data_dir)  # the database and the converted weights exist now
             await engine.warm_up()  # before /healthz answers: no writer meets a cold model
             yield
@@ -106,8 +129,13 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         Route("/v1/models", models),
         *public_routes(settings),
         *auth.routes,
+        *imports.routes,  # export and import: before documents' /{doc_id} routes
+        *exports.routes,
         *documents.routes,
+        *versions.routes,  # version history (docs/history.md)
+        *library.routes,  # finding and organising: search, tags, trash
         *sharing.routes,
+        *comments.routes,  # comments and the commenter role (docs/security.md)
         *suggest.routes,
         *collab.routes,
         *pages.routes,

@@ -1,11 +1,11 @@
-"""The document API: list, create, read, change, delete, export, revisions and suggestion history.
+"""The document API: list, create, read, change, delete and suggestion history (versions:
+server/versions.py; export and import: server/exports.py, server/imports.py).
 
 Handlers only translate HTTP to `storage/` calls; the queries live there.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -13,15 +13,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server import library
 from server.access import authorize
 from server.auth import signed_in
-from server.errors import api_error, invalid, not_found, read_json
+from server.errors import api_error, invalid, read_json
 from server.room import DocumentTooLarge
 from server.rooms import Rooms
 from server.services import services
 from storage import documents, suggestions
+from storage import notes as suggestion_notes
 from storage.database import Store
-from storage.documents import DocumentNotFound
 from storage.models import DocumentCreate, DocumentUpdate, Role
 
 
@@ -43,7 +44,11 @@ def _json(model: BaseModel | list[Any], status: int = 200) -> JSONResponse:
 
 async def list_documents(request: Request) -> Response:
     """The user's own documents and those shared with them, each with the user's role."""
-    rows = await _store(request).run(documents.list_documents, signed_in(request).username)
+    try:  # finding and organising: ?sort=updated|title&tag= (server/library.py)
+        sort, tag = library.list_filters(request)
+    except ValueError as exc:
+        return invalid(exc)
+    rows = await _store(request).run(documents.list_documents, signed_in(request).username, sort, tag)
     return JSONResponse({"documents": [r.model_dump(mode="json") for r in rows]})
 
 
@@ -71,13 +76,17 @@ async def update_document(request: Request) -> Response:
     account, _ = await authorize(request, document_id, Role.EDITOR)
     try:
         changes = DocumentUpdate.model_validate(await read_json(request))
+        # notes for suggestions: checked before anything is stored, so bad notes change nothing
+        notes = None if changes.notes is None else suggestion_notes.clean_notes(changes.notes)
     except (ValidationError, ValueError) as exc:
         return invalid(exc)
+    if notes is not None:
+        await _store(request).run(suggestion_notes.set_notes, document_id, account.username, notes)
     if changes.title is not None:
         await _store(request).run(documents.rename_document, document_id, account.username, changes.title)
     if changes.text is not None:
         try:
-            await _rooms(request).set_text(document_id, changes.text)
+            await _rooms(request).set_text(document_id, changes.text, account.username)  # version authors
         except DocumentTooLarge as exc:
             return api_error(413, "too_large", str(exc))
     document = await _store(request).run(documents.get_document, document_id, account.username)
@@ -92,47 +101,6 @@ async def delete_document(request: Request) -> Response:
     sockets = services(request).sockets
     await sockets.document_gone(document_id)
     return Response(status_code=204)
-
-
-async def export_markdown(request: Request) -> Response:
-    document_id = request.path_params["doc_id"]
-    account, _ = await authorize(request, document_id, Role.VIEWER)
-    await _rooms(request).flush_text(document_id)
-    document = await _store(request).run(documents.get_document, document_id, account.username)
-    slug = re.sub(r"[^a-z0-9]+", "-", document.title.lower()).strip("-") or "document"
-    body = f"# {document.title}\n\n{document.text}"
-    if not body.endswith("\n"):
-        body += "\n"
-    return Response(
-        body,
-        media_type="text/markdown; charset=utf-8",
-        headers={"content-disposition": f'attachment; filename="{slug}.md"'},
-    )
-
-
-async def list_revisions(request: Request) -> Response:
-    account, _ = await authorize(request, request.path_params["doc_id"], Role.VIEWER)
-    rows = await _store(request).run(
-        documents.list_revisions, request.path_params["doc_id"], account.username
-    )
-    return JSONResponse({"revisions": [r.model_dump(mode="json") for r in rows]})
-
-
-async def restore_revision(request: Request) -> Response:
-    document_id = request.path_params["doc_id"]
-    account, _ = await authorize(request, document_id, Role.EDITOR)
-    try:
-        text = await _store(request).run(
-            documents.revision_text, document_id, account.username, request.path_params["revision_id"]
-        )
-    except DocumentNotFound:
-        return not_found("revision")
-    try:
-        await _rooms(request).set_text(document_id, text)
-    except DocumentTooLarge as exc:
-        return api_error(413, "too_large", str(exc))
-    document = await _store(request).run(documents.get_document, document_id, account.username)
-    return _json(document)
 
 
 async def list_suggestions(request: Request) -> Response:
@@ -150,8 +118,5 @@ routes = [
     Route("/api/documents/{doc_id}", read_document, methods=["GET"]),
     Route("/api/documents/{doc_id}", update_document, methods=["PATCH"]),
     Route("/api/documents/{doc_id}", delete_document, methods=["DELETE"]),
-    Route("/api/documents/{doc_id}/export.md", export_markdown, methods=["GET"]),
-    Route("/api/documents/{doc_id}/revisions", list_revisions, methods=["GET"]),
-    Route("/api/documents/{doc_id}/revisions/{revision_id:int}/restore", restore_revision, methods=["POST"]),
     Route("/api/documents/{doc_id}/suggestions", list_suggestions, methods=["GET"]),
 ]

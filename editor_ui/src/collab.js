@@ -36,6 +36,8 @@ export const MESSAGE_SAVED = 100;
 export const MESSAGE_UPDATE_REFUSED = 101;
 /** The owner changed this user's role while connected: this message type followed by the new role. */
 export const MESSAGE_ROLE_CHANGED = 102;
+/** Comments: "this document's comments changed" (no payload); the page fetches them again. */
+export const MESSAGE_COMMENTS = 103;
 
 /** Closes after which reconnecting cannot help, and what each means for the page. */
 const FINAL_CLOSES = new Map([
@@ -219,6 +221,10 @@ export class SharedDocument {
     this.provider.messageHandlers[MESSAGE_ROLE_CHANGED] = (_encoder, decoder) => {
       onRoleChanged(decoding.hasContent(decoder) ? decoding.readVarString(decoder) : "");
     };
+    // Comments (comments.js) set this; the message itself carries nothing to trust.
+    /** @type {() => void} */
+    this.onCommentsChanged = () => {};
+    this.provider.messageHandlers[MESSAGE_COMMENTS] = () => this.onCommentsChanged();
     this.provider.on("status", () => this.onChange());
     this.provider.on("sync", () => this.onChange());
     this.provider.on("connection-close", (event) => {
@@ -409,6 +415,9 @@ export class SharedDocument {
    */
   editorBinding(alsoUndo, onRedo) {
     const undoManager = new Y.UndoManager([this.text, ...alsoUndo]);
+    // A steadier assistant: a taken suggestion closes the current undo step (authorship.js).
+    /** @type {Y.UndoManager | null} */
+    this.undoManager = undoManager;
     undoManager.on("stack-item-popped", ({ type }) => {
       if (type === "redo") onRedo();
     });

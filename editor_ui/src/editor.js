@@ -5,8 +5,12 @@ import { EditorSelection, EditorState, Prec } from "@codemirror/state";
 import { EditorView, keymap } from "@codemirror/view";
 import { Access } from "./access.js";
 import { ApiError, callApi, documentPath } from "./api.js";
+import { NotesField, ghostAnnouncer } from "./assistant.js";
 import { Authorship, bindHighlightToggle, storedHighlight } from "./authorship.js";
 import { SharedDocument } from "./collab.js";
+import { Comments } from "./comments.js";
+import { documentCounts } from "./counts.js";
+import { ExportMenu } from "./exporting.js";
 import { dismissGhost, ghostText } from "./ghost.js";
 import { AuthorshipList, HistoryPanel } from "./history.js";
 import { Identity } from "./identity.js";
@@ -21,6 +25,7 @@ import { StatusBar } from "./statusbar.js";
 import { Suggester } from "./suggestions.js";
 import { bindThemeToggle } from "./theme.js";
 import { bindTitle, setTitleEditable } from "./title.js";
+import { VersionsPanel } from "./versions.js";
 import { writingSurface } from "./writing.js";
 
 // The server records feedback from the socket on its own schedule; give it a moment before
@@ -241,12 +246,39 @@ async function main() {
   const help = byId("help-panel");
   panels.register(byId("help-button"), help);
   bindHelpShortcut(panels, help);
+  // Export and import (issue 12, item 1): the Export menu and printing (exporting.js).
+  const exportBox = byId("export-panel");
+  const exportMenu = new ExportMenu(exportBox, byId("print-view"), id, () => panels.close());
+  panels.register(byId("export-button"), exportBox, () => exportMenu.reset());
 
   const settings = new SettingsStore();
   bindSettings(byId("settings-panel"), byId("auto-suggest"), settings);
   bindHighlightToggle(byId("ai-toggle"), authorship);
   const title = /** @type {HTMLInputElement} */ (byId("doc-title"));
   bindTitle(title, id, doc.title, (message) => status.showNotice(message), !access.readOnly);
+  // A steadier assistant: the document's notes for suggestions, in the settings panel.
+  const notes = new NotesField(
+    byId("set-notes"),
+    byId("notes-state"),
+    id,
+    typeof (/** @type {any} */ (doc).notes) === "string" ? /** @type {any} */ (doc).notes : "",
+    access.readOnly,
+  );
+  access.subscribe(() => notes.setReadOnly(access.readOnly));
+  // Comments (issue 12, item 3): fetched on every (re)connection and whenever the socket says so.
+  const comments = new Comments({
+    margin: byId("comments"),
+    id,
+    ydoc: shared.ydoc,
+    text: shared.text,
+    me: account.username,
+    mayComment: () => access.mayComment,
+    isOwner: () => access.role === "owner",
+    onNotice: (message) => status.showNotice(message),
+  });
+  shared.onCommentsChanged = () => comments.refresh();
+  shared.provider.on("sync", (/** @type {boolean} */ synced) => synced && comments.refresh());
+  access.subscribe(() => comments.render());
 
   // The local copy first, so the first sync sends the server what it holds that the server lacks.
   const hasLocalCopy = await shared.loadLocalCopy();
@@ -314,17 +346,31 @@ async function main() {
       // Viewers get a read-only editor that never asks for suggestions.
       access.extension(suggester.extension()),
       presence.extension(),
+      comments.extension(), // comments: highlights, the "Comment" button, Ctrl+Alt+M
+      // Counts (issue 12, item 4): every reader sees the document's, and their selection's.
+      documentCounts((counts) => status.showCounts(counts)),
       // After the binding, whose plugin writes each local edit to the Y.Text that these read.
-      authorship.extension(storedHighlight()),
+      // A steadier assistant: each take is its own undo step; a finished suggestion is announced.
+      authorship.extension(storedHighlight(), shared.undoManager),
+      ghostAnnouncer(byId("ghost-announcer")),
       Prec.highest(keymap.of([{ key: "Mod-/", run: () => (panels.toggle(help), true) }])),
     ],
   });
   const view = new EditorView({ state, parent: byId("editor") });
   authorship.attach(view);
   access.attach(view);
+  comments.attach(view);
   // Writers come back to continue, so the cursor starts at the end.
   view.dispatch({ selection: EditorSelection.cursor(view.state.doc.length), scrollIntoView: true });
   suggester.attach(view);
+  // Version history (issue 12, item 2): the Versions panel; a restore is one undo step.
+  const versions = new VersionsPanel(byId("versions-panel"), id, {
+    view,
+    undoManager: shared.undoManager,
+    readOnly: () => access.readOnly,
+    onRestored: (message) => status.showNotice(message),
+  });
+  panels.register(byId("versions-button"), byId("versions-panel"), () => versions.refresh());
   if (!access.readOnly) socket.start();
   view.focus();
 

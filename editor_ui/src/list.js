@@ -6,10 +6,15 @@ import { Panels } from "./panels.js";
 import { bindAccount, signedInAccount } from "./session.js";
 import { bindThemeToggle } from "./theme.js";
 import { timeAgo } from "./time.js";
+// finding and organising: search, sort, tags, trash
+import { decorateRow, initLibrary, listPath, sortRows, trashDocument } from "./library.js";
+import { rowExportMenu } from "./exporting.js"; // export and import (issue 12, item 1)
+import { bindImport } from "./importing.js";
 
 /**
  * @typedef {{id: string, title: string, owner: string, role?: import("./share.js").Role,
- *            created_at: string, updated_at: string, chars: number, preview: string}} DocumentSummary
+ *            created_at: string, updated_at: string, chars: number, preview: string,
+ *            tags?: string[]}} DocumentSummary
  */
 
 const rows = /** @type {HTMLUListElement} */ (document.getElementById("documents"));
@@ -18,8 +23,6 @@ const loading = /** @type {HTMLElement} */ (document.getElementById("loading"));
 const errorBox = /** @type {HTMLElement} */ (document.getElementById("list-error"));
 const createForm = /** @type {HTMLFormElement} */ (document.getElementById("create-form"));
 const newTitle = /** @type {HTMLInputElement} */ (document.getElementById("new-title"));
-const deleteDialog = /** @type {HTMLDialogElement} */ (document.getElementById("delete-dialog"));
-const deleteName = /** @type {HTMLElement} */ (document.getElementById("delete-name"));
 const leaveDialog = /** @type {HTMLDialogElement} */ (document.getElementById("leave-dialog"));
 const leaveName = /** @type {HTMLElement} */ (document.getElementById("leave-name"));
 
@@ -51,7 +54,7 @@ function displayTitle(title) {
 }
 
 function render() {
-  documents.sort((a, b) => Date.parse(b.updated_at) - Date.parse(a.updated_at));
+  sortRows(documents); // library.js: by last change or by title
   rows.replaceChildren(...documents.map(renderRow));
   emptyState.hidden = documents.length > 0;
 }
@@ -82,8 +85,13 @@ function renderRow(doc) {
     const shared = document.createElement("span");
     shared.className = `badge badge-role badge-${role}`;
     shared.dataset.testid = "role";
-    shared.textContent = `Shared by ${doc.owner} · ${role === "viewer" ? "view only" : "can edit"}`;
-    shared.title = `${doc.owner} shared this document with you to ${role === "viewer" ? "read" : "edit"}`;
+    // comments: commenters read and comment
+    const [label, verb] = { viewer: ["view only", "read"], commenter: ["can comment", "comment on"] }[role] || [
+      "can edit",
+      "edit",
+    ];
+    shared.textContent = `Shared by ${doc.owner} · ${label}`;
+    shared.title = `${doc.owner} shared this document with you to ${verb}`;
     meta.prepend(shared, " ");
   }
   const preview = document.createElement("p");
@@ -103,6 +111,7 @@ function renderRow(doc) {
   if (role === "owner") {
     const remove = actionButton("Delete", "delete", () => confirmDelete(doc));
     remove.classList.add("danger");
+    remove.title = "Move to the trash; it is kept there for 30 days";
     actions.append(remove);
   } else {
     const leave = actionButton("Leave", "leave", () => confirmLeave(doc));
@@ -111,6 +120,8 @@ function renderRow(doc) {
   }
 
   row.append(body, actions);
+  decorateRow(row, doc, role); // library.js: tag chips and the Tags action
+  actions.insertBefore(rowExportMenu(doc), open.nextSibling); // exporting.js: Export per row
   return row;
 }
 
@@ -187,9 +198,15 @@ function pickSummary(answer) {
   return summary;
 }
 
-/** @param {DocumentSummary} doc */
+/**
+ * Delete moves the document to the trash at once, with Undo (library.js); nothing to confirm.
+ * @param {DocumentSummary} doc
+ */
 function confirmDelete(doc) {
-  confirmRemoval(doc, deleteDialog, deleteName, "delete", documentPath(doc.id));
+  trashDocument(doc, () => {
+    documents = documents.filter((other) => other.id !== doc.id);
+    render();
+  });
 }
 
 /** @param {DocumentSummary} doc */
@@ -241,7 +258,7 @@ createForm.addEventListener("submit", async (event) => {
 
 async function load() {
   try {
-    const [account, answer] = await Promise.all([signedInAccount(), callApi("GET", "/api/documents")]);
+    const [account, answer] = await Promise.all([signedInAccount(), callApi("GET", listPath())]);
     me = account.username;
     bindAccount(/** @type {HTMLElement} */ (document.getElementById("account")), account, new Panels());
     documents = answer.documents;
@@ -254,8 +271,30 @@ async function load() {
   }
 }
 
+/** Fetch the documents again, as library.js's sort, tag filter, restore or Undo want them. */
+async function reload() {
+  try {
+    documents = (await callApi("GET", listPath())).documents;
+    clearError();
+    render();
+  } catch (exc) {
+    showError(exc);
+  }
+}
+
 bindThemeToggle(/** @type {HTMLButtonElement} */ (document.getElementById("theme-toggle")));
 load();
+initLibrary({ reload });
+// Export and import (issue 12, item 1): a file dropped on the list, or chosen, becomes a document.
+bindImport({
+  zone: /** @type {HTMLElement} */ (document.getElementById("import-zone")),
+  area: /** @type {HTMLElement} */ (document.getElementById("library-main")),
+  input: /** @type {HTMLInputElement} */ (document.getElementById("import-input")),
+  progress: /** @type {HTMLProgressElement} */ (document.getElementById("import-progress")),
+  status: /** @type {HTMLElement} */ (document.getElementById("import-status")),
+  error: /** @type {HTMLElement} */ (document.getElementById("import-error")),
+  onImported: (doc) => location.assign(`/d/${encodeURIComponent(doc.id)}`),
+});
 // "edited 5 min ago" goes stale while the page stays open; skip while a rename is being typed.
 setInterval(() => {
   if (!rows.querySelector(".doc-title-input")) render();

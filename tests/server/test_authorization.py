@@ -88,12 +88,45 @@ MATRIX: dict[tuple[str, str], tuple[Case, tuple[Any, ...]]] = {
         Case("GET", doc("/export.md")),
         (401, 404, 200, 200, 200, 200),
     ),
+    # export and import (server/exports.py, server/imports.py): every reader exports; anyone signed
+    # in imports a file (the JSON string body is a valid .md file) as a new document of their own
+    ("GET", "/api/documents/{doc_id}/export.txt"): (
+        Case("GET", doc("/export.txt")),
+        (401, 404, 200, 200, 200, 200),
+    ),
+    ("GET", "/api/documents/{doc_id}/export.html"): (
+        Case("GET", doc("/export.html")),
+        (401, 404, 200, 200, 200, 200),
+    ),
+    ("GET", "/api/documents/{doc_id}/export.docx"): (
+        Case("GET", doc("/export.docx")),
+        (401, 404, 200, 200, 200, 200),
+    ),
+    ("POST", "/api/documents/import"): (
+        Case("POST", lambda d: "/api/documents/import?name=imported.md", lambda d: "Imported text."),
+        (401, 201, 201, 201, 201, 201),
+    ),
     ("GET", "/api/documents/{doc_id}/revisions"): (
         Case("GET", doc("/revisions")),
         (401, 404, 200, 200, 200, 200),
     ),
     ("POST", "/api/documents/{doc_id}/revisions/{revision_id:int}/restore"): (
         Case("POST", lambda d: f"/api/documents/{d['id']}/revisions/{d['revision']}/restore"),
+        (401, 404, 403, 403, 200, 200),
+    ),
+    # version history (docs/history.md): read a version, keep the text as one, name one
+    ("GET", "/api/documents/{doc_id}/revisions/{revision_id:int}"): (
+        Case("GET", lambda d: f"/api/documents/{d['id']}/revisions/{d['revision']}"),
+        (401, 404, 200, 200, 200, 200),
+    ),
+    ("POST", "/api/documents/{doc_id}/revisions"): (
+        Case("POST", doc("/revisions"), lambda d: {"name": "sent to editor"}),
+        (401, 404, 403, 403, 201, 201),
+    ),
+    ("PATCH", "/api/documents/{doc_id}/revisions/{revision_id:int}"): (
+        Case(
+            "PATCH", lambda d: f"/api/documents/{d['id']}/revisions/{d['revision']}", lambda d: {"name": "v1"}
+        ),
         (401, 404, 403, 403, 200, 200),
     ),
     ("GET", "/api/documents/{doc_id}/suggestions"): (
@@ -150,6 +183,47 @@ MATRIX: dict[tuple[str, str], tuple[Case, tuple[Any, ...]]] = {
     ("WS", "/ws/doc/{doc_id}"): (
         Case("WS", lambda d: f"/ws/doc/{d['id']}"),
         (4401, 4404, OPEN, OPEN, OPEN, OPEN),
+    ),
+    # finding and organising (server/library.py): search and tags see what each one may read; the
+    # trash is its owner's alone, and a document in it is not found by anyone else
+    ("GET", "/api/search"): (Case("GET", lambda d: "/api/search?q=kept"), (401, 200, 200, 200, 200, 200)),
+    ("GET", "/api/tags"): (Case("GET", lambda d: "/api/tags"), (401, 200, 200, 200, 200, 200)),
+    ("PUT", "/api/documents/{doc_id}/tags"): (
+        Case("PUT", doc("/tags"), lambda d: {"tags": ["draft"]}),
+        (401, 404, 403, 403, 200, 200),
+    ),
+    ("GET", "/api/trash"): (Case("GET", lambda d: "/api/trash"), (401, 200, 200, 200, 200, 200)),
+    ("POST", "/api/trash/{doc_id}/restore"): (
+        Case("POST", lambda d: f"/api/trash/{d['trash']()}/restore"),
+        (401, 404, 404, 404, 404, 204),
+    ),
+    ("DELETE", "/api/trash/{doc_id}"): (
+        Case("DELETE", lambda d: f"/api/trash/{d['trash']()}"),
+        (401, 404, 404, 404, 404, 204),
+    ),
+    # comments (server/comments.py): every member reads them, commenters and up write and resolve;
+    # the comment in `fresh` is cora's, so she and the owner may delete it, the editor may not
+    ("GET", "/api/documents/{doc_id}/comments"): (
+        Case("GET", doc("/comments")),
+        (401, 404, 200, 200, 200, 200),
+    ),
+    ("POST", "/api/documents/{doc_id}/comments"): (
+        Case(
+            "POST", doc("/comments"), lambda d: {"body": "Hm?", "anchor_start": "AQ==", "anchor_end": "Ag=="}
+        ),
+        (401, 404, 403, 201, 201, 201),
+    ),
+    ("PATCH", "/api/documents/{doc_id}/comments/{comment_id:int}"): (
+        Case(
+            "PATCH",
+            lambda d: f"/api/documents/{d['id']}/comments/{d['comment']}",
+            lambda d: {"resolved": True},
+        ),
+        (401, 404, 403, 200, 200, 200),
+    ),
+    ("DELETE", "/api/documents/{doc_id}/comments/{comment_id:int}"): (
+        Case("DELETE", lambda d: f"/api/documents/{d['id']}/comments/{d['comment']}"),
+        (401, 404, 403, 204, 403, 204),
     ),
 }
 
@@ -214,6 +288,20 @@ def fresh(client: TestClient) -> dict[str, Any]:
     link = client.post(f"/api/documents/{d['id']}/links", json={"role": "viewer"}, headers=olga).json()
     d["link_id"], d["token"] = link["id"], link["token"]
     d["new_user"] = f"newcomer{next(counter)}"
+    # comments: a thread of cora's
+    comment = {"body": "Why?", "anchor_start": "AQ==", "anchor_end": "Ag==", "quote": "Kept"}
+    made = client.post(
+        f"/api/documents/{d['id']}/comments", json=comment, headers=signed_in_as(client, "cora")
+    )
+    assert made.status_code == 201
+    d["comment"] = made.json()["id"]
+
+    # for the trash's routes: the owner moves the document to the trash, and its id is the path's
+    def trash() -> str:
+        assert client.delete(f"/api/documents/{d['id']}", headers=olga).status_code == 204
+        return str(d["id"])
+
+    d["trash"] = trash
     return d
 
 
