@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from server import suggest
 from streaming.params import GenerationRequest
 from tests.e2e.conftest import GREEDY, Writer, open_writer
+from tests.e2e.test_editor import editor_text, state
 
 OPENING = (
     "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
@@ -70,16 +71,6 @@ def prompts(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(suggest, "to_request", spy)
     return seen
-
-
-def state(page: Any) -> dict[str, Any]:
-    value: dict[str, Any] = page.evaluate("window.cowrite.state()")
-    return value
-
-
-def editor_text(page: Any) -> str:
-    text: str = page.evaluate("window.cowrite.view.state.doc.toString()")
-    return text
 
 
 def new_document(page: Any, title: str) -> str:
