@@ -27,7 +27,7 @@ from pycrdt import Doc, Text, create_awareness_message, create_update_message, w
 from bench.engine import ROOT, percentile
 from harness.accounts import account_async
 from harness.processes import free_port, start_server, wait_ready
-from server.yupdates import write_var_uint
+from server.collab.yupdates import write_var_uint
 
 RESULTS = ROOT / "bench" / "results" / "abuse.json"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from server.auth import COOKIE
+from server.auth.cookies import COOKIE
 
 PASSWORD = "a long enough passphrase"
 

@@ -28,8 +28,8 @@ from pycrdt import (
     write_message,
 )
 
-from server.yupdates import write_var_uint
-from server.ywire import MESSAGE_COMMENTS, MESSAGE_REJECTED, MESSAGE_ROLE_CHANGED, MESSAGE_SAVED
+from server.collab.yupdates import write_var_uint
+from server.collab.ywire import MESSAGE_COMMENTS, MESSAGE_REJECTED, MESSAGE_ROLE_CHANGED, MESSAGE_SAVED
 
 
 def document_socket(url: str, document_id: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from server.auth import hash_password, validate_password, validate_username
+from server.auth.passwords import hash_password, validate_password, validate_username
 from server.settings import Settings, SettingsError
 from storage import accounts
 from storage.accounts import UsernameTaken, UserNotFound

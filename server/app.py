@@ -18,24 +18,17 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler
 from starlette.websockets import WebSocket, WebSocketState
 
-from server import (
-    auth,
-    collab,
-    comments,
-    datadir,
-    documents,
-    exports,
-    imports,
-    library,
-    pages,
-    sharing,
-    suggest,
-    versions,
-)
-from server.access import close_quietly
-from server.auth import PASSWORD_WORKERS, CookieSigner, SessionBackend, SessionMiddleware, load_secret_key
-from server.cluster import broker_for, counters_for
-from server.completions import completions, models
+from server import datadir, pages
+from server.api import comments, documents, exports, imports, library, sharing, versions
+from server.auth import routes as auth_routes
+from server.auth.access import close_quietly
+from server.auth.cookies import CookieSigner, load_secret_key
+from server.auth.passwords import PASSWORD_WORKERS
+from server.auth.sessions import SessionBackend, SessionMiddleware
+from server.auth.watch import SessionWatch
+from server.cluster.shared import broker_for, counters_for
+from server.collab import socket as collab_socket
+from server.collab.rooms import rooms_for
 from server.engines import describe, engine_health, engine_limits, remote_engine
 from server.errors import (
     DATABASE_DOWN,
@@ -47,16 +40,16 @@ from server.errors import (
     not_found,
     unavailable,
 )
-from server.exporter import listener_for, public_routes
-from server.headers import SecurityHeaders
-from server.hosts import HostGuard, allowed_hosts
-from server.limits import BodyLimit
 from server.metrics import Metrics
-from server.origin import CsrfGuard
-from server.rooms import rooms_for
+from server.metrics_listener import listener_for, public_routes
+from server.middleware.body_limit import BodyLimit
+from server.middleware.headers import SecurityHeaders
+from server.middleware.hosts import HostGuard, allowed_hosts
+from server.middleware.origin import CsrfGuard
 from server.services import Services, services
-from server.sessions import SessionWatch
 from server.settings import Settings
+from server.suggest import socket as suggestion_socket
+from server.suggest.completions import completions, models
 from storage.database import Store, reachable
 from storage.documents import DocumentNotFound
 from streaming.engine import Engine
@@ -128,7 +121,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/models", models),
         *public_routes(settings),
-        *auth.routes,
+        *auth_routes.routes,
         *imports.routes,  # export and import: before documents' /{doc_id} routes
         *exports.routes,
         *documents.routes,
@@ -136,8 +129,8 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
         *library.routes,  # finding and organising: search, tags, trash
         *sharing.routes,
         *comments.routes,  # comments and the commenter role (docs/security.md)
-        *suggest.routes,
-        *collab.routes,
+        *suggestion_socket.routes,
+        *collab_socket.routes,
         *pages.routes,
     ]
     signer = CookieSigner(load_secret_key(settings))

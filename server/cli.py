@@ -17,8 +17,8 @@ from starlette.applications import Starlette
 
 from server import datadir
 from server.app import create_app
+from server.cluster.redis_broker import CONNECT_TIMEOUT_S, safe_url
 from server.engine_app import create_engine_app, required_token
-from server.redis_broker import CONNECT_TIMEOUT_S, safe_url
 from server.settings import Settings, SettingsError
 from streaming.errors import ModelLoadError
 from streaming.loader import LoadedModel, load_model

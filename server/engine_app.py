@@ -21,13 +21,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server import datadir
-from server.completions import MAX_USER_CHARS, CompletionBody, complete, error_response, model_list, to_engine
 from server.engines import describe, engine_health, engine_limits
 from server.errors import RequestTooLarge, api_error
-from server.exporter import PATH, bearer_matches, listener_for, scrape
-from server.limits import BodyLimit
 from server.metrics import Metrics
+from server.metrics_listener import PATH, bearer_matches, listener_for, scrape
+from server.middleware.body_limit import BodyLimit
 from server.settings import Settings, SettingsError
+from server.suggest.openai_api import (
+    MAX_USER_CHARS,
+    CompletionBody,
+    complete,
+    error_response,
+    model_list,
+    to_engine,
+)
 from streaming.engine import Engine
 from streaming.interface import ModelInfo
 from streaming.loader import LoadedModel, load_model

@@ -1,5 +1,5 @@
 """Cowrite's Prometheus metrics: the engine, the sockets, the store and the limits, counted in one
-registry per app (a process may build many apps: the tests do). server/exporter.py serves them.
+registry per app (a process may build many apps: the tests do). server/metrics_listener.py serves them.
 
 The names are a contract with the Grafana dashboard (deploy/grafana-dashboard.json), the benches
 and whoever alerts on them: docs/metrics.md lists every one. Rename nothing lightly.

@@ -14,8 +14,8 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from server.access import authorize
-from server.auth import signed_in
+from server.auth.access import authorize
+from server.auth.sessions import signed_in
 from server.services import services
 from storage import accounts
 from storage.models import Role

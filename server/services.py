@@ -11,12 +11,13 @@ from starlette.requests import HTTPConnection
 if TYPE_CHECKING:  # the modules below read their services through this one
     import anyio
 
-    from server.auth import CookieSigner
-    from server.broker import Broker
-    from server.limits import Attempts, LiveSockets, Rate
+    from server.auth.cookies import CookieSigner
+    from server.cluster.broker import Broker
+    from server.collab.rooms import Rooms
+    from server.limits import Attempts, Rate
     from server.metrics import Metrics
-    from server.rooms import Rooms
     from server.settings import Settings
+    from server.sockets import LiveSockets
     from storage.database import Store
     from streaming.interface import GenerationEngine, ModelInfo
 
@@ -32,7 +33,7 @@ class Services:
     metrics: Metrics  # Prometheus (server/metrics.py)
     model: ModelInfo  # which model, and where it runs
     rooms: Rooms
-    broker: Broker  # between replicas (`server.cluster`)
+    broker: Broker  # between replicas (`server.cluster.shared`)
     sockets: LiveSockets
     password_limiter: anyio.CapacityLimiter  # password hashes at once (argon2 is costly)
     signin_limiter: Attempts

@@ -12,7 +12,7 @@ import { Comments } from "./comments.js";
 import { documentCounts } from "./counts.js";
 import { ExportMenu } from "./exporting.js";
 import { dismissGhost, ghostText } from "./ghost.js";
-import { AuthorshipList, HistoryPanel } from "./history.js";
+import { AuthorshipList, HistoryPanel } from "./suggestionhistory.js";
 import { Identity } from "./identity.js";
 import { localCopyName } from "./localcopy.js";
 import { Panels } from "./panels.js";

@@ -5,7 +5,7 @@
 
 import { goToSignIn } from "./api.js";
 
-export const IMPORT_MAX = 5 << 20; // server/imports.py's IMPORT_MAX
+export const IMPORT_MAX = 5 << 20; // server/api/imports.py's IMPORT_MAX
 const EXTENSIONS = ["md", "markdown", "txt", "docx"];
 
 /**

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.access import authorize
+from server.auth.access import authorize
 from server.errors import api_error, invalid, read_json
 from server.services import services
 from storage import comments

@@ -1,5 +1,5 @@
 """The document API: list, create, read, change, delete and suggestion history (versions:
-server/versions.py; export and import: server/exports.py, server/imports.py).
+server/api/versions.py; export and import: server/api/exports.py, server/api/imports.py).
 
 Handlers only translate HTTP to `storage/` calls; the queries live there.
 """
@@ -13,12 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server import library
-from server.access import authorize
-from server.auth import signed_in
+from server.api import library
+from server.auth.access import authorize
+from server.auth.sessions import signed_in
+from server.collab.room import DocumentTooLarge
+from server.collab.rooms import Rooms
 from server.errors import api_error, invalid, read_json
-from server.room import DocumentTooLarge
-from server.rooms import Rooms
 from server.services import services
 from storage import documents, suggestions
 from storage import notes as suggestion_notes
@@ -44,7 +44,7 @@ def _json(model: BaseModel | list[Any], status: int = 200) -> JSONResponse:
 
 async def list_documents(request: Request) -> Response:
     """The user's own documents and those shared with them, each with the user's role."""
-    try:  # finding and organising: ?sort=updated|title&tag= (server/library.py)
+    try:  # finding and organising: ?sort=updated|title&tag= (server/api/library.py)
         sort, tag = library.list_filters(request)
     except ValueError as exc:
         return invalid(exc)

@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.access import authorize
-from server.markup import Block, Run, blocks_of, plain_text, render_html
+from server.api.markup import Block, Run, blocks_of, plain_text, render_html
+from server.auth.access import authorize
 from server.services import services
 from storage import documents
 from storage.models import Role

@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.auth import signed_in
-from server.docx_reader import UnreadableDocx, docx_markdown
+from server.api.docx_reader import UnreadableDocx, docx_markdown
+from server.auth.sessions import signed_in
+from server.collab.room import DocumentTooLarge
 from server.errors import api_error
-from server.room import DocumentTooLarge
 from server.services import services
 from storage import documents, library
 from storage.models import TEXT_MAX, TITLE_MAX, DocumentCreate

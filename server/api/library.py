@@ -7,19 +7,16 @@ trash are over, on start and then hourly (and the trash listing never shows one)
 from __future__ import annotations
 
 import logging
-from types import TracebackType
 
-import anyio
-from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.access import authorize
-from server.auth import signed_in
+from server.auth.access import authorize
+from server.auth.sessions import signed_in
 from server.errors import api_error, invalid, read_json
+from server.periodic import Periodic
 from server.services import services
 from storage import library
 from storage.database import Store
@@ -130,29 +127,13 @@ def _store(request: Request) -> Store:
     return store
 
 
-class TrashSweep:
-    """An async context manager that purges documents whose time in the trash is over: as it is
-    entered, then every `interval_s` from a task it owns."""
+class TrashSweep(Periodic):
+    """Purges documents whose time in the trash is over: as it is entered (nobody meets an expired
+    document), then every `interval_s`."""
 
     def __init__(self, store: Store, interval_s: float = SWEEP_EVERY_S) -> None:
+        super().__init__(self.sweep, interval_s, what="purge the trash", at_start=True)
         self.store = store
-        self.interval_s = interval_s
-        self._group: TaskGroup | None = None
-
-    async def __aenter__(self) -> TrashSweep:
-        await self._sweep_once()  # before the app serves: nobody meets an expired document
-        self._group = anyio.create_task_group()
-        await self._group.__aenter__()
-        self._group.start_soon(self._sweep)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._group is not None
-        self._group.cancel_scope.cancel()
-        await self._group.__aexit__(None, None, None)
-        self._group = None
 
     async def sweep(self) -> int:
         """Purge now; how many documents went."""
@@ -160,18 +141,6 @@ class TrashSweep:
         if purged:
             log.info("purged %d documents after %d days in the trash", purged, TRASH_DAYS)
         return purged
-
-    async def _sweep_once(self) -> None:
-        try:
-            await self.sweep()
-        except SQLAlchemyError:
-            # the database is unavailable for now: the next round tries again
-            log.exception("could not purge the trash; will retry")
-
-    async def _sweep(self) -> None:
-        while True:
-            await anyio.sleep(self.interval_s)
-            await self._sweep_once()
 
 
 routes = [

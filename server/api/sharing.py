@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from server.access import authorize
-from server.auth import Account, signed_in
+from server.auth.access import authorize
+from server.auth.sessions import Account, signed_in
 from server.errors import api_error, invalid, read_json
 from server.services import services
 from storage import documents, sharing

@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.access import authorize
+from server.auth.access import authorize
+from server.collab.room import DocumentTooLarge
 from server.errors import api_error, invalid, not_found, read_json
-from server.room import DocumentTooLarge
 from server.services import services
 from storage import documents, versions
 from storage.models import Role

@@ -13,7 +13,7 @@ from starlette import status
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server.auth import Account, signed_in
+from server.auth.sessions import Account, signed_in
 from server.errors import (
     WS_4401_UNAUTHENTICATED,
     WS_4403_FORBIDDEN,
@@ -22,7 +22,7 @@ from server.errors import (
     Forbidden,
     Unauthenticated,
 )
-from server.origin import same_origin
+from server.middleware.origin import same_origin
 from server.services import services
 from storage import documents
 from storage.documents import DocumentNotFound

@@ -1,5 +1,5 @@
 """`RedisBroker`: replicas tell each other of updates, awareness and control messages through Redis
-pub/sub (a channel per document), and share leases and counters (`server.shared_limits`) there.
+pub/sub (a channel per document), and share leases and counters (`server.cluster.redis_limits`) there.
 
 One connection listens, one sends. A lost listening connection is reopened with backoff and every
 channel is told `RESYNC`, since pub/sub does not keep what it could not deliver; an envelope that
@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from server.broker import (
+from server.cluster.broker import (
     RESYNC,
     Envelope,
     Handler,

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from server.broker import Broker, LocalBroker
-from server.limits import AttemptLimiter, Attempts, LiveSockets, Rate, RateLimiter
-from server.redis_broker import RedisBroker
+from server.cluster.broker import Broker, LocalBroker
+from server.cluster.redis_broker import RedisBroker
+from server.cluster.redis_limits import RedisAttemptLimiter, RedisRateLimiter, RedisSocketCount
+from server.limits import AttemptLimiter, Attempts, Rate, RateLimiter
 from server.settings import Settings
-from server.shared_limits import RedisAttemptLimiter, RedisRateLimiter, RedisSocketCount
+from server.sockets import LiveSockets
 
 SIGNIN_WINDOW_S = 15 * 60
 SIGNUP_WINDOW_S = 60 * 60

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from pycrdt import Decoder, write_message
 
-from server.yupdates import write_var_uint
+from server.collab.yupdates import write_var_uint
 
 audit = logging.getLogger("cowrite.audit")
 

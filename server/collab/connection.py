@@ -8,9 +8,9 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 from starlette.websockets import WebSocket
 
+from server.collab.ywire import comments_message, role_changed_message
 from server.errors import WS_4403_FORBIDDEN
-from server.limits import SESSION_ENDED
-from server.ywire import comments_message, role_changed_message
+from server.sockets import SESSION_ENDED
 from storage.models import Role
 
 log = logging.getLogger(__name__)

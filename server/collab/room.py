@@ -1,5 +1,5 @@
 """A live document: a `Room` is one open document, its connections and their awareness (the
-socket that feeds it is `server.collab`).
+socket that feeds it is `server.collab.socket`).
 
 Every change to the document runs on the room's worker, one at a time: an update from a client is
 measured (one too costly to apply, or that would make the document too large, is refused), applied
@@ -8,7 +8,7 @@ to the others and acknowledged to its sender (message type 100, carrying the ser
 vector), so every acknowledged edit survives a crash and a client that disconnects meanwhile cannot
 cut that step short. If the log cannot be written, the room is dropped and its clients reconnect
 (1013) and resend. The plain text is kept in step beside the log, and the log is compacted into a
-snapshot on a schedule and when the room empties (`server.rooms`). Among replicas, a stored update
+snapshot on a schedule and when the room empties (`server.collab.rooms`). Among replicas, a stored update
 is also published on the document's channel, other replicas' updates are applied and passed on but
 not stored again, and the lease holder alone saves and folds (docs/cluster.md).
 """
@@ -33,25 +33,33 @@ from pycrdt import (
 from sqlalchemy.exc import SQLAlchemyError
 from starlette import status
 
-from server.awareness import AwarenessLimits, RoomPresence
-from server.broker import AWARENESS, UPDATE, Broker, Envelope, LocalBroker, document_channel, wall_clock
-from server.connection import Connection
-from server.errors import (
-    WS_1013_TRY_AGAIN_LATER,
-    WS_4413_DOCUMENT_TOO_LARGE,
+from server.cluster.broker import (
+    AWARENESS,
+    UPDATE,
+    Broker,
+    Envelope,
+    LocalBroker,
+    document_channel,
+    wall_clock,
 )
-from server.serial import SerialWorker, WorkerClosed
-from server.yupdates import (
+from server.collab.awareness import AwarenessLimits, RoomPresence
+from server.collab.connection import Connection
+from server.collab.serial import SerialWorker, WorkerClosed
+from server.collab.yupdates import (
     PartlyApplied,
     UpdateShape,
     UpdateTooCostly,
     apply_in_pieces,
     read_update,
 )
-from server.ywire import (
+from server.collab.ywire import (
     EMPTY_UPDATE,
     rejected_message,
     saved_message,
+)
+from server.errors import (
+    WS_1013_TRY_AGAIN_LATER,
+    WS_4413_DOCUMENT_TOO_LARGE,
 )
 from storage import collab, versions
 from storage.database import Store

@@ -13,10 +13,10 @@ import anyio
 from anyio.abc import TaskGroup
 from sqlalchemy.exc import SQLAlchemyError
 
-from server.awareness import AwarenessLimits
-from server.broker import Broker, LocalBroker
+from server.cluster.broker import Broker, LocalBroker
+from server.collab.awareness import AwarenessLimits
+from server.collab.room import LEASE_S, Room, RoomClosed, RoomMetrics
 from server.errors import DatabaseUnavailable
-from server.room import LEASE_S, Room, RoomClosed, RoomMetrics
 from server.settings import Settings
 from storage import collab
 from storage.database import Store
@@ -78,7 +78,7 @@ class Rooms:
 
     async def open(self, document_id: str) -> Room:
         """The room for a document, loading it first if nobody has it open. Who may join it is
-        checked before (`server.access`), per connection."""
+        checked before (`server.auth.access`), per connection."""
         if self._group is None:
             raise RuntimeError("rooms not started; enter `async with rooms:` first")
         async with self._opening:

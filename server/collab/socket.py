@@ -1,5 +1,6 @@
 """`WS /ws/doc/{doc_id}`: a document's live socket, speaking the y-websocket sync and awareness
-protocol (`server.ywire`) with the document's room (`server.room`; the open rooms: `server.rooms`).
+protocol (`server.collab.ywire`) with the document's room (`server.collab.room`; the open rooms:
+`server.collab.rooms`).
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from starlette import status
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server.access import admit_socket, close_quietly, too_many_sockets
-from server.awareness import AwarenessRefused
-from server.connection import OUTBOX_SIZE, Connection
+from server.auth.access import admit_socket, close_quietly, too_many_sockets
+from server.collab.awareness import AwarenessRefused
+from server.collab.connection import OUTBOX_SIZE, Connection
+from server.collab.room import TRY_AGAIN, DocumentTooLarge, Room, RoomClosed
+from server.collab.yupdates import PartlyApplied, UpdateTooCostly
+from server.collab.ywire import EMPTY_UPDATE, sync_step2_message
 from server.errors import WS_4404_DOCUMENT_NOT_FOUND, WS_4413_DOCUMENT_TOO_LARGE
 from server.limits import IdleTimer, idle_close
-from server.room import TRY_AGAIN, DocumentTooLarge, Room, RoomClosed
 from server.services import services
-from server.yupdates import PartlyApplied, UpdateTooCostly
-from server.ywire import EMPTY_UPDATE, sync_step2_message
 from storage.documents import DocumentNotFound
 from storage.models import Role
 

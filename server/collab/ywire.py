@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pycrdt import YMessageType, YSyncMessageType, write_message
 
-from server.yupdates import write_var_uint
+from server.collab.yupdates import write_var_uint
 
 # ours: "every update you sent so far is stored"; payload: the server's state vector (a byte
 # array), then how many updates this connection has sent (a varuint; it also covers deletions,

@@ -23,10 +23,12 @@ from starlette import status
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server.access import admit_socket, close_quietly, too_many_sockets
+from server.auth.access import admit_socket, close_quietly, too_many_sockets
 from server.errors import WS_4403_FORBIDDEN
-from server.limits import SESSION_ENDED, IdleTimer, idle_close
-from server.protocol import (
+from server.limits import IdleTimer, idle_close
+from server.services import services
+from server.sockets import SESSION_ENDED
+from server.suggest.protocol import (
     Cancel,
     Feedback,
     Prime,
@@ -35,7 +37,6 @@ from server.protocol import (
     parse,
     server_frame,
 )
-from server.services import services
 from storage import notes as suggestion_notes
 from storage import suggestions
 from storage.models import Outcome, Role, SuggestionCreate

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
-from server import suggest
+from server.suggest import socket as suggestion_socket
 from streaming.params import GenerationRequest
 from tests.e2e.conftest import GREEDY, Writer, open_writer
 from tests.e2e.test_editor import editor_text, state
@@ -60,8 +60,8 @@ def writer(browser: Any, base_url: str) -> Iterator[Writer]:
 def prompts(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The prompt of every request the served app's engine is given; notes are read afresh."""
     seen: list[str] = []
-    monkeypatch.setattr(suggest, "NOTES_FRESH_S", 0.0)
-    original = suggest.to_request
+    monkeypatch.setattr(suggestion_socket, "NOTES_FRESH_S", 0.0)
+    original = suggestion_socket.to_request
 
     def spy(*args: Any, **kwargs: Any) -> GenerationRequest | None:
         request = original(*args, **kwargs)
@@ -69,7 +69,7 @@ def prompts(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> list[str]:
             seen.append(request.prompt)
         return request
 
-    monkeypatch.setattr(suggest, "to_request", spy)
+    monkeypatch.setattr(suggestion_socket, "to_request", spy)
     return seen
 
 
@@ -220,7 +220,8 @@ def test_notes_are_saved_shared_with_editors_and_read_by_the_engine(
     page.keyboard.press("Control+End")
     page.keyboard.press("Control+Space")
     wait_for(page, lambda: bool(prompts), "a suggestion request")
-    assert prompts[-1] == f"{suggest.NOTES_HEADER}{NOTES}{suggest.NOTES_SEPARATOR}Dear hiring manager,"
+    header, separator = suggestion_socket.NOTES_HEADER, suggestion_socket.NOTES_SEPARATOR
+    assert prompts[-1] == f"{header}{NOTES}{separator}Dear hiring manager,"
 
     # a co-editor sees them; bad notes say why and change nothing
     bob = open_writer(browser, base_url, "bob")

@@ -19,12 +19,12 @@ from starlette.testclient import TestClient
 from websockets.sync.client import ClientConnection, connect
 
 from harness.accounts import account
+from harness.engine_tier import TOKEN, EngineProcess, engine_process
 from harness.processes import ROOT, free_port
 from server.app import create_app
 from server.settings import Settings
 from tests.conftest import serve, wait_until
-from tests.engine_tier import TOKEN, EngineProcess, engine_process
-from tests.server.test_suggest_socket import BEFORE, first_delta, frames_until_done, suggest
+from tests.server.suggest.test_socket import BEFORE, first_delta, frames_until_done, suggest
 
 PROMPT = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
 pytestmark = pytest.mark.timeout(240)

@@ -21,10 +21,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from harness.accounts import account, account_async, sign_in_client
 from server.app import create_app
+from server.collab.yupdates import write_var_uint
 from server.errors import WS_4408_IDLE, WS_4429_TOO_MANY_SOCKETS
 from server.limits import AttemptLimiter, RateLimiter
 from server.settings import Settings
-from server.yupdates import write_var_uint
 from streaming.loader import LoadedModel
 from tests.conftest import serve
 

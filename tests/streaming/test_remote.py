@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.engine_tier import TOKEN, EngineProcess, engine_process
 from harness.processes import free_port
 from streaming.engine import EngineLimits
 from streaming.errors import InvalidRequest
@@ -18,7 +19,6 @@ from streaming.jobs import Generation
 from streaming.params import Completion, Delta, GenerationRequest, Status
 from streaming.remote import RemoteEngine
 from tests.conftest import serve
-from tests.engine_tier import TOKEN, EngineProcess, engine_process
 from tests.streaming.fake_openai import Answer, Call, FakeOpenAI, Foreign, chunk, endless, streamed
 
 PROMPT = "It is a truth universally acknowledged, that a single man in possession of a good fortune"

@@ -12,8 +12,8 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from harness.accounts import account
+from server.collab.ywire import MESSAGE_COMMENTS, MESSAGE_REJECTED
 from server.errors import WS_4403_FORBIDDEN
-from server.ywire import MESSAGE_COMMENTS, MESSAGE_REJECTED
 from storage.models import ANCHOR_MAX, COMMENT_MAX, QUOTE_MAX
 
 pytestmark = pytest.mark.timeout(180)

@@ -1,5 +1,5 @@
 """A .docx read back as Markdown, and refused before unpacking when it is no Word file or a bomb
-(server/docx_reader.py)."""
+(server/api/docx_reader.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from docx import Document as new_docx
 from docx.document import Document as WordDocument
 from docx.oxml.ns import qn
 
-from server.docx_reader import DOCX_UNPACKED_MAX, UnreadableDocx, check_package, docx_markdown
-from server.exports import as_docx
+from server.api.docx_reader import DOCX_UNPACKED_MAX, UnreadableDocx, check_package, docx_markdown
+from server.api.exports import as_docx
 
 
 def saved(word: WordDocument) -> bytes:

@@ -1,4 +1,4 @@
-"""Export in each format (server/exports.py): content, structure, file names, and safe HTML."""
+"""Export in each format (server/api/exports.py): content, structure, file names, and safe HTML."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from docx.text.hyperlink import Hyperlink
 from starlette.testclient import TestClient
 
 from harness.accounts import account
-from server.exports import file_names
+from server.api.exports import file_names
 
 TEXT = """## Opening
 

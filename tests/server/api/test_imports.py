@@ -1,4 +1,4 @@
-"""Import (server/imports.py): .md, .txt and .docx become new documents; bad files are refused with
+"""Import (server/api/imports.py): .md, .txt and .docx become new documents; bad files are refused with
 a clear message and create nothing."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from docx import Document as new_docx
 from starlette.testclient import TestClient
 
 from harness.accounts import account
-from server.imports import IMPORT_MAX, title_and_text
-from server.room import DocumentTooLarge
+from server.api.imports import IMPORT_MAX, title_and_text
+from server.collab.room import DocumentTooLarge
 from storage.models import TEXT_MAX
 
 

@@ -1,10 +1,10 @@
-"""Markdown read into blocks, plain text and safe HTML (server/markup.py)."""
+"""Markdown read into blocks, plain text and safe HTML (server/api/markup.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from server.markup import Run, blocks_of, plain_text, render_html, safe_link
+from server.api.markup import Run, blocks_of, plain_text, render_html, safe_link
 
 
 def test_blocks_keep_list_quote_and_heading_structure() -> None:

@@ -20,10 +20,10 @@ from starlette.websockets import WebSocketDisconnect
 from harness.accounts import account
 from harness.yclient import YClient
 from server.app import create_app
+from server.collab.yupdates import write_var_uint
+from server.collab.ywire import MESSAGE_ROLE_CHANGED
 from server.errors import WS_4403_FORBIDDEN
 from server.settings import Settings
-from server.yupdates import write_var_uint
-from server.ywire import MESSAGE_ROLE_CHANGED
 from storage import documents
 from storage.models import ShareLink, utcnow
 from streaming.loader import LoadedModel

@@ -88,7 +88,7 @@ MATRIX: dict[tuple[str, str], tuple[Case, tuple[Any, ...]]] = {
         Case("GET", doc("/export.md")),
         (401, 404, 200, 200, 200, 200),
     ),
-    # export and import (server/exports.py, server/imports.py): every reader exports; anyone signed
+    # export and import (server/api/exports.py, server/api/imports.py): every reader exports; anyone signed
     # in imports a file (the JSON string body is a valid .md file) as a new document of their own
     ("GET", "/api/documents/{doc_id}/export.txt"): (
         Case("GET", doc("/export.txt")),
@@ -184,7 +184,7 @@ MATRIX: dict[tuple[str, str], tuple[Case, tuple[Any, ...]]] = {
         Case("WS", lambda d: f"/ws/doc/{d['id']}"),
         (4401, 4404, OPEN, OPEN, OPEN, OPEN),
     ),
-    # finding and organising (server/library.py): search and tags see what each one may read; the
+    # finding and organising (server/api/library.py): search and tags see what each one may read; the
     # trash is its owner's alone, and a document in it is not found by anyone else
     ("GET", "/api/search"): (Case("GET", lambda d: "/api/search?q=kept"), (401, 200, 200, 200, 200, 200)),
     ("GET", "/api/tags"): (Case("GET", lambda d: "/api/tags"), (401, 200, 200, 200, 200, 200)),
@@ -201,7 +201,7 @@ MATRIX: dict[tuple[str, str], tuple[Case, tuple[Any, ...]]] = {
         Case("DELETE", lambda d: f"/api/trash/{d['trash']()}"),
         (401, 404, 404, 404, 404, 204),
     ),
-    # comments (server/comments.py): every member reads them, commenters and up write and resolve;
+    # comments (server/api/comments.py): every member reads them, commenters and up write and resolve;
     # the comment in `fresh` is cora's, so she and the owner may delete it, the editor may not
     ("GET", "/api/documents/{doc_id}/comments"): (
         Case("GET", doc("/comments")),

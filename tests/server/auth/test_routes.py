@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from harness.accounts import PASSWORD, account, account_async
 from server import admin
 from server.app import create_app
-from server.auth import COOKIE, SECRET_FILE
+from server.auth.cookies import COOKIE, SECRET_FILE
 from server.settings import Settings
 from streaming.loader import LoadedModel
 from tests.conftest import serve
@@ -300,7 +300,7 @@ def test_password_hashing_runs_off_the_event_loop(
     anonymous: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """argon2 takes ~0.2 s of CPU: on the event loop it would stall every socket meanwhile."""
-    from server import auth
+    from server.auth import passwords
 
     where: list[str] = []
 
@@ -315,8 +315,8 @@ def test_password_hashing_runs_off_the_event_loop(
 
         return call
 
-    monkeypatch.setattr(auth, "hash_password", spying(auth.hash_password))
-    monkeypatch.setattr(auth, "verify_password", spying(auth.verify_password))
+    monkeypatch.setattr(passwords, "hash_password", spying(passwords.hash_password))
+    monkeypatch.setattr(passwords, "verify_password", spying(passwords.verify_password))
     anonymous.post("/api/auth/signup", json=credentials())
     anonymous.post("/api/auth/signin", json=credentials())
     anonymous.post("/api/auth/signin", json=credentials("nobody"))

@@ -30,9 +30,9 @@ from pycrdt import (
 
 from harness.accounts import PASSWORD, account_async
 from server.app import create_app
+from server.collab.ywire import MESSAGE_SAVED
 from server.errors import WS_4401_UNAUTHENTICATED
 from server.settings import Settings
-from server.ywire import MESSAGE_SAVED
 from streaming.loader import LoadedModel
 from tests.conftest import ROOT, serve
 

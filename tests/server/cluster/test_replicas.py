@@ -18,12 +18,12 @@ from pycrdt import create_awareness_message, write_message
 from harness.accounts import account
 from harness.yclient import YClient, document_socket
 from server.app import create_app
-from server.broker import RESYNC, UPDATE, Envelope
+from server.cluster.broker import RESYNC, UPDATE, Envelope
+from server.cluster.redis_broker import RedisBroker
+from server.cluster.redis_limits import RedisAttemptLimiter, RedisRateLimiter
+from server.collab.yupdates import write_var_uint
 from server.errors import WS_4401_UNAUTHENTICATED, WS_4429_TOO_MANY_SOCKETS
-from server.redis_broker import RedisBroker
 from server.settings import Settings
-from server.shared_limits import RedisAttemptLimiter, RedisRateLimiter
-from server.yupdates import write_var_uint
 from storage import sharing
 from storage.database import Store
 from storage.models import Role

@@ -16,9 +16,9 @@ from pycrdt import create_awareness_message, write_message
 from harness.accounts import account, shared_document
 from harness.yclient import YClient, document_socket
 from server.app import create_app
-from server.awareness import AwarenessLimits, RoomPresence, sanitized
+from server.collab.awareness import AwarenessLimits, RoomPresence, sanitized
+from server.collab.yupdates import write_var_uint
 from server.settings import Settings
-from server.yupdates import write_var_uint
 from streaming.loader import LoadedModel
 from tests.conftest import serve
 

@@ -17,8 +17,8 @@ from pycrdt import create_update_message
 from harness.accounts import account, shared_document
 from harness.yclient import YClient, decode_state_vector, document_socket
 from server.app import create_app
+from server.collab.yupdates import write_var_uint
 from server.settings import Settings
-from server.yupdates import write_var_uint
 from storage import collab
 from streaming.loader import LoadedModel
 from tests.conftest import serve
@@ -170,7 +170,7 @@ async def test_an_update_that_takes_too_long_is_undone_by_reloading_the_room(
         await ann.wait_saved()
         await bob.wait_for(lambda c: len(str(c.text)) == 40_000)
         entries = stored_entries(app, document)
-        monkeypatch.setattr("server.room.UPDATE_TIME_LIMIT_S", 0.0)  # out of time after one piece
+        monkeypatch.setattr("server.collab.room.UPDATE_TIME_LIMIT_S", 0.0)  # out of time after one piece
         await ann.send_raw(create_update_message(deletions(ann.client_id, range(1, 40_000, 2))))
         await ann.wait_for(lambda c: c.closed is not None)
         await bob.wait_for(lambda c: c.closed is not None)

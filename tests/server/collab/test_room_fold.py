@@ -10,9 +10,9 @@ import anyio
 import pytest
 from pycrdt import Doc, Text
 
-from server.broker import Handler
-from server.room import TEXT_NAME
-from server.rooms import Rooms
+from server.cluster.broker import Handler
+from server.collab.room import TEXT_NAME
+from server.collab.rooms import Rooms
 from storage import accounts, collab
 from storage.database import Store, sqlite_url
 from storage.documents import create_document

@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from server.serial import SerialWorker, WorkerClosed
+from server.collab.serial import SerialWorker, WorkerClosed
 
 pytestmark = pytest.mark.timeout(30)
 

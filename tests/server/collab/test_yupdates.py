@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, TransactionEvent, get_state
 
-from server.yupdates import (
+from server.collab.yupdates import (
     PartlyApplied,
     UpdateTooCostly,
     apply_in_pieces,
@@ -144,7 +144,7 @@ def test_pycrdt_refusing_a_later_piece_is_reported_as_partly_applied(monkeypatch
     target.apply_update(source.get_update())
     update = encode_deletions([(source.client_id, [(clock, 1) for clock in range(1, 200, 2)])])
     shape = read_update(update, 1000)
-    monkeypatch.setattr("server.yupdates.PIECE_OPS", (10, 10))
+    monkeypatch.setattr("server.collab.yupdates.PIECE_OPS", (10, 10))
     calls = 0
     real = Doc.apply_update
 

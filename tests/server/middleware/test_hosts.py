@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from harness.accounts import PASSWORD, account_async
 from server.app import create_app
-from server.hosts import LOOPBACK, allowed_hosts, host_name, is_address_of
+from server.middleware.hosts import LOOPBACK, allowed_hosts, host_name, is_address_of
 from server.settings import Settings
 from streaming.loader import LoadedModel
 from tests.conftest import serve

@@ -10,9 +10,15 @@ import pytest
 from starlette.testclient import TestClient, WebSocketTestSession
 
 from harness.accounts import account
-from server import suggest
-from server.protocol import Suggest
-from server.suggest import NOTES_HEADER, NOTES_SEPARATOR, SuggestionSocket, prompt_with_notes, to_request
+from server.suggest import socket as suggestion_socket
+from server.suggest.protocol import Suggest
+from server.suggest.socket import (
+    NOTES_HEADER,
+    NOTES_SEPARATOR,
+    SuggestionSocket,
+    prompt_with_notes,
+    to_request,
+)
 from storage import notes as storage_notes
 from storage.models import NOTES_MAX
 from streaming.loader import LoadedModel
@@ -146,7 +152,7 @@ def test_notes_are_read_once_per_interval_not_per_request(
         return read(session, doc)
 
     monkeypatch.setattr(storage_notes, "notes_of", counting)
-    monkeypatch.setattr(suggest, "NOTES_FRESH_S", 3600.0)
+    monkeypatch.setattr(suggestion_socket, "NOTES_FRESH_S", 3600.0)
     client.patch(f"/api/documents/{document_id}", json={"notes": NOTES})
     with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
         ws.receive_json()
@@ -156,7 +162,7 @@ def test_notes_are_read_once_per_interval_not_per_request(
         assert reads == [document_id]
         # changed notes reach an open socket once its copy is older than NOTES_FRESH_S
         client.patch(f"/api/documents/{document_id}", json={"notes": "Tone: brisk."})
-        monkeypatch.setattr(suggest, "NOTES_FRESH_S", 0.0)
+        monkeypatch.setattr(suggestion_socket, "NOTES_FRESH_S", 0.0)
         ws.send_json(suggest_frame("later"))
         until_done(ws, "later")
     assert all(p.startswith(f"{NOTES_HEADER}{NOTES}{NOTES_SEPARATOR}") for p in prompts[:4])
@@ -168,7 +174,8 @@ def test_alternatives_are_sampled_even_when_the_writer_chose_greedy() -> None:
     many = to_request(Suggest.model_validate(suggest_frame("b", n=3)), "s")
     assert one is not None and many is not None
     assert (one.temperature, one.top_k) == (0.0, 0)
-    assert many.temperature == suggest.ALTERNATIVES_TEMPERATURE and many.top_k > 0 and many.top_p < 1.0
+    assert many.temperature == suggestion_socket.ALTERNATIVES_TEMPERATURE
+    assert many.top_k > 0 and many.top_p < 1.0
     warm = to_request(Suggest.model_validate(suggest_frame("c", n=2, temperature=1.2)), "s")
     assert warm is not None and warm.temperature == 1.2
 

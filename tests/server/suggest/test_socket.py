@@ -19,8 +19,8 @@ from websockets.sync.client import ClientConnection, connect
 from harness.accounts import account
 from server.app import create_app
 from server.errors import WS_4404_DOCUMENT_NOT_FOUND
-from server.protocol import MAX_FRAME_BYTES
 from server.settings import Settings
+from server.suggest.protocol import MAX_FRAME_BYTES
 from streaming.engine import Engine
 from streaming.loader import LoadedModel
 from tests.conftest import serve, wait_until

@@ -1,0 +1,1 @@
+"""The document API: documents, versions, library, sharing, comments, export and import."""

@@ -1,0 +1,1 @@
+"""ASGI middleware: security headers, allowed hosts, same-origin checks, request body limits."""

@@ -1,0 +1,1 @@
+"""Suggestions: the suggestion socket, its protocol, and the OpenAI-compatible routes."""
