@@ -48,8 +48,8 @@ from server.middleware.hosts import HostGuard, allowed_hosts
 from server.middleware.origin import CsrfGuard
 from server.services import Services, services
 from server.settings import Settings
+from server.suggest import completions
 from server.suggest import socket as suggestion_socket
-from server.suggest.completions import completions, models
 from storage.database import Store, reachable
 from storage.documents import DocumentNotFound
 from streaming.engine import Engine
@@ -118,8 +118,7 @@ def create_app(settings: Settings, loaded: LoadedModel | None = None) -> Starlet
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/models", models),
+        *completions.routes,
         *public_routes(settings),
         *auth_routes.routes,
         *imports.routes,  # export and import: before documents' /{doc_id} routes

@@ -11,6 +11,7 @@ import math
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from server.auth.sessions import signed_in
 from server.services import services
@@ -45,3 +46,9 @@ def _web(payload: object, username: str) -> tuple[CompletionBody, GenerationRequ
 async def models(request: Request) -> JSONResponse:
     signed_in(request)
     return model_list(services(request).model)
+
+
+routes = [
+    Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/models", models),
+]
