@@ -24,7 +24,7 @@ import httpx
 import websockets
 from pycrdt import Doc, Text, create_awareness_message, create_update_message, write_message
 
-from bench.engine import ROOT, percentile
+from bench.common import ROOT, percentile
 from harness.accounts import account_async
 from harness.processes import free_port, start_server, wait_ready
 from server.collab.yupdates import write_var_uint

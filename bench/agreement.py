@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from bench.engine import CORPUS, FALLBACK, ROOT
+from bench.common import CORPUS, FALLBACK, ROOT
 from streaming.loader import LoadedModel, cpu_runs_bf16, load_model
 from streaming.runner import ModelRunner, RowInput
 

@@ -49,7 +49,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from bench.collab import Typist
-from bench.engine import CORPUS, FALLBACK, ROOT, percentile
+from bench.common import CORPUS, FALLBACK, ROOT, percentile
 from bench.writers import CowriteSuggester
 from harness.accounts import account_async
 from harness.processes import free_port, start_server, wait_ready

@@ -20,14 +20,12 @@ from typing import Any
 
 import torch
 
+from bench.common import CORPUS, FALLBACK, ROOT, percentile
 from streaming.engine import Engine, EngineLimits
 from streaming.loader import LoadedModel, load_model
 from streaming.params import GenerationRequest
 from streaming.runner import ModelRunner
 
-ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus" / "pride-and-prejudice.txt"
-FALLBACK = ROOT / "tests" / "data" / "prose.txt"
 RESULTS = ROOT / "bench" / "results" / "engine.json"
 
 
@@ -37,13 +35,6 @@ class StreamTiming:
     end: float  # seconds from arrival to the last text
     tokens: int
     marks: list[tuple[float, int]] | None = None  # (seconds from arrival, tokens so far) per delta
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
 
 
 class Prose:

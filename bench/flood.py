@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench.engine import CORPUS, FALLBACK, ROOT, percentile
+from bench.common import CORPUS, FALLBACK, ROOT, percentile
 from harness.accounts import account_async
 from harness.processes import free_port, start_server, wait_ready
 

@@ -61,7 +61,8 @@ ISA_OPTIONS = {
     "avx512_vnni": "GGML_AVX512_VNNI",
     "avx512_bf16": "GGML_AVX512_BF16",
 }
-# the peer's settings in the comparison: 16 parallel slots, 2 threads, a 16k context
+# as docs/benchmarks.md runs the peer: a slot for each of up to 16 writers (the most `make bench-peer`
+# plays at once), one thread per core of the 2-core machine, and a 16k context shared by the slots
 SERVE_FLAGS = ["-np", "16", "-t", "2", "-c", "16384"]
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bench.engine import CORPUS, FALLBACK, ROOT
+from bench.common import CORPUS, FALLBACK, ROOT
 from bench.peer import serve as serve_peer
 from bench.peer import wait_peer_ready
 from harness.accounts import account_async

@@ -46,7 +46,7 @@ from typing import Any, Protocol
 import httpx
 import websockets
 
-from bench.engine import CORPUS, FALLBACK, ROOT
+from bench.common import CORPUS, FALLBACK, ROOT, percentile
 from bench.peer import serve as serve_peer
 from bench.peer import wait_peer_ready
 from harness.accounts import account_async
@@ -366,13 +366,6 @@ async def run(
     return results
 
 
-def percentile_or_missed(values: list[float], q: float) -> float:
-    """Nearest-rank percentile over every pause; MISSED when it lands on a miss."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
-
-
 def summarize(results: list[WriterResult]) -> dict[str, float]:
     pauses = [p for r in results for p in r.pauses]
     first = [p.first_text_s for p in pauses]
@@ -382,9 +375,9 @@ def summarize(results: list[WriterResult]) -> dict[str, float]:
     steps = [p.extra_steps for p in pauses if p.extra_steps is not None]
     return {
         "pauses": len(pauses),
-        "first_text_p50_ms": percentile_or_missed(first, 50) * 1000,
-        "first_text_p95_ms": percentile_or_missed(first, 95) * 1000,
-        "whole_p50_ms": percentile_or_missed(whole, 50) * 1000,
+        "first_text_p50_ms": percentile(first, 50) * 1000,
+        "first_text_p95_ms": percentile(first, 95) * 1000,
+        "whole_p50_ms": percentile(whole, 50) * 1000,
         "shown_share": sum(p.first_text_s != MISSED for p in pauses) / len(pauses),
         "keystroke_savings": sum(p.saved for p in pauses) / characters if characters else 0.0,
         "glued_share": sum(p.glued for p in after_word) / len(after_word) if after_word else 0.0,
