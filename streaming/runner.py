@@ -20,6 +20,7 @@ from streaming.loader import cpu_runs_bf16
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
 PACKED_PIECE_ROWS = 64  # the most rows one prepacked bf16 matmul takes (see `Projection`)
+PROBE_ROWS = 32  # rows multiplied alone and together to learn whether one row needs a partner
 
 
 @dataclass
@@ -60,21 +61,46 @@ class Projection:
         self.packed = packed
         # packed for one row: measured the fastest for a decode step, and row-independent
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, 1) if packed else weight
+        self.single_row_apart = packed and _single_row_apart(self, weight.shape[1])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.packed:
             return F.linear(x, self.weight, self.bias)
         if x.shape[-2] <= PACKED_PIECE_ROWS:
-            return self._packed(x)
+            return self._piece(x)
         # oneDNN switches kernels for many rows, and a row's last bits with it: pieces keep every
         # row on the same kernel, so its numbers do not depend on the batch (measured: a product
         # over 500 rows takes up to 40% longer in pieces than in one call)
         pieces = torch.split(x, PACKED_PIECE_ROWS, dim=-2)
-        return torch.cat([self._packed(piece) for piece in pieces], dim=-2)
+        return torch.cat([self._piece(piece) for piece in pieces], dim=-2)
+
+    def _piece(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] == 1 and self.single_row_apart:
+            # multiplied as two rows, on the kernel every batch uses (see `_single_row_apart`)
+            return self._packed(torch.cat([x, x], dim=-2)).narrow(-2, 0, 1)
+        return self._packed(x)
 
     def _packed(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
         return out
+
+
+_SINGLE_ROW_APART: dict[tuple[int, int, torch.dtype], bool] = {}
+
+
+def _single_row_apart(projection: Projection, inputs: int) -> bool:
+    """Whether oneDNN multiplies a single row with a kernel of its own whose sums round otherwise
+    than in a batch (seen on an AMD EPYC with AVX512-BF16 for 1536 inputs, not on Intel Xeons):
+    then a row alone must be multiplied as two to get its batch bits. Learned once per shape,
+    since the kernel is chosen by shape, from random rows alone and together."""
+    key = (inputs, projection.weight.shape[0], projection.weight.dtype)
+    if key not in _SINGLE_ROW_APART:
+        generator = torch.Generator().manual_seed(0)
+        rows = torch.randn(PROBE_ROWS, inputs, generator=generator).to(projection.weight.dtype)
+        together = projection._packed(rows)
+        alone = [projection._packed(rows[i : i + 1])[0] for i in range(PROBE_ROWS)]
+        _SINGLE_ROW_APART[key] = not all(torch.equal(a, t) for a, t in zip(alone, together))
+    return _SINGLE_ROW_APART[key]
 
 
 @dataclass

@@ -50,8 +50,11 @@ def test_a_packed_projection_gives_each_row_the_same_bits_at_any_batch_size(shap
     with torch.inference_mode():
         alone = packed(x[:1])
         assert torch.equal(alone, F.linear(x[:1], linear.weight)), "packed and plain bf16 agree"
-        for rows in (2, 3, 16, 17, 64, 100, 600):
-            assert torch.equal(packed(x[:rows])[:1], alone), f"row 0 changed in a batch of {rows}"
+        each_alone = torch.cat([packed(x[i : i + 1]) for i in range(len(x))])
+        for rows in (2, 3, 16, 17, 64, 65, 100, 600):
+            together = packed(x[:rows])
+            changed = [i for i in range(rows) if not torch.equal(together[i], each_alone[i])]
+            assert changed == [], f"rows {changed[:5]} changed in a batch of {rows}"
 
 
 def test_a_row_in_a_batch_gets_the_same_bits_as_alone(bf16_model: LoadedModel) -> None:
