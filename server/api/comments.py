@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.auth.access import authorize
-from server.errors import api_error, invalid, read_json
+from server.errors import api_error, read_body
 from server.services import services
 from storage import comments
 from storage.comments import CommentInvalid, CommentLimit, CommentNotFound, NotYours
@@ -55,10 +55,7 @@ async def list_comments(request: Request) -> Response:
 async def add_comment(request: Request) -> Response:
     document_id = request.path_params["doc_id"]
     account, _ = await authorize(request, document_id, Role.COMMENTER)
-    try:
-        data = CommentCreate.model_validate(await read_json(request))
-    except (ValidationError, ValueError) as exc:
-        return invalid(exc)
+    data = await read_body(request, CommentCreate)
     store = services(request).store
     try:
         if data.thread_id is None:
@@ -89,10 +86,7 @@ async def change_comment(request: Request) -> Response:
     """The author rewrites the body; anyone who may comment resolves or reopens the thread."""
     document_id, comment_id = request.path_params["doc_id"], request.path_params["comment_id"]
     account, _ = await authorize(request, document_id, Role.COMMENTER)
-    try:
-        data = CommentChange.model_validate(await read_json(request))
-    except (ValidationError, ValueError) as exc:
-        return invalid(exc)
+    data = await read_body(request, CommentChange)
     if data.body is None and data.resolved is None:
         return api_error(400, "invalid", "body: give a new `body`, or `resolved` true or false")
     store = services(request).store

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -17,23 +17,11 @@ from server.api import library
 from server.auth.access import authorize
 from server.auth.sessions import signed_in
 from server.collab.room import DocumentTooLarge
-from server.collab.rooms import Rooms
-from server.errors import api_error, invalid, read_json
+from server.errors import InvalidBody, api_error, read_body
 from server.services import services
 from storage import documents, suggestions
 from storage import notes as suggestion_notes
-from storage.database import Store
 from storage.models import DocumentCreate, DocumentUpdate, Role
-
-
-def _store(request: Request) -> Store:
-    store = services(request).store
-    return store
-
-
-def _rooms(request: Request) -> Rooms:
-    rooms = services(request).rooms
-    return rooms
 
 
 def _json(model: BaseModel | list[Any], status: int = 200) -> JSONResponse:
@@ -47,26 +35,23 @@ async def list_documents(request: Request) -> Response:
     try:  # finding and organising: ?sort=updated|title&tag= (server/api/library.py)
         sort, tag = library.list_filters(request)
     except ValueError as exc:
-        return invalid(exc)
-    rows = await _store(request).run(documents.list_documents, signed_in(request).username, sort, tag)
+        return api_error(400, "invalid", str(exc))
+    rows = await services(request).store.run(documents.list_documents, signed_in(request).username, sort, tag)
     return JSONResponse({"documents": [r.model_dump(mode="json") for r in rows]})
 
 
 async def create_document(request: Request) -> Response:
     account = signed_in(request)
-    try:
-        data = DocumentCreate.model_validate(await read_json(request))
-    except (ValidationError, ValueError) as exc:
-        return invalid(exc)
-    created = await _store(request).run(documents.create_document, data, account.username)
+    data = await read_body(request, DocumentCreate)
+    created = await services(request).store.run(documents.create_document, data, account.username)
     return _json(created, status=201)
 
 
 async def read_document(request: Request) -> Response:
     document_id = request.path_params["doc_id"]
     account, _ = await authorize(request, document_id, Role.VIEWER)
-    await _rooms(request).flush_text(document_id)  # the text is the live document's, to the last edit
-    document = await _store(request).run(documents.get_document, document_id, account.username)
+    await services(request).rooms.flush_text(document_id)  # the text is the live document's, to the last edit
+    document = await services(request).store.run(documents.get_document, document_id, account.username)
     return _json(document)
 
 
@@ -74,39 +59,38 @@ async def update_document(request: Request) -> Response:
     """Title changes go to the database; text changes go through the live document."""
     document_id = request.path_params["doc_id"]
     account, _ = await authorize(request, document_id, Role.EDITOR)
-    try:
-        changes = DocumentUpdate.model_validate(await read_json(request))
-        # notes for suggestions: checked before anything is stored, so bad notes change nothing
+    changes = await read_body(request, DocumentUpdate)
+    try:  # notes for suggestions: checked before anything is stored, so bad notes change nothing
         notes = None if changes.notes is None else suggestion_notes.clean_notes(changes.notes)
-    except (ValidationError, ValueError) as exc:
-        return invalid(exc)
+    except ValueError as exc:  # its message names the field
+        raise InvalidBody(str(exc)) from None
+    rooms, store = services(request).rooms, services(request).store
     if notes is not None:
-        await _store(request).run(suggestion_notes.set_notes, document_id, account.username, notes)
+        await store.run(suggestion_notes.set_notes, document_id, account.username, notes)
     if changes.title is not None:
-        await _store(request).run(documents.rename_document, document_id, account.username, changes.title)
+        await store.run(documents.rename_document, document_id, account.username, changes.title)
     if changes.text is not None:
         try:
-            await _rooms(request).set_text(document_id, changes.text, account.username)  # version authors
+            await rooms.set_text(document_id, changes.text, account.username)  # version authors
         except DocumentTooLarge as exc:
             return api_error(413, "too_large", str(exc))
-    document = await _store(request).run(documents.get_document, document_id, account.username)
+    document = await store.run(documents.get_document, document_id, account.username)
     return _json(document)
 
 
 async def delete_document(request: Request) -> Response:
     document_id = request.path_params["doc_id"]
     account, _ = await authorize(request, document_id, Role.OWNER)
-    await _store(request).run(documents.delete_document, document_id, account.username)
-    await _rooms(request).forget(document_id)
-    sockets = services(request).sockets
-    await sockets.document_gone(document_id)
+    await services(request).store.run(documents.delete_document, document_id, account.username)
+    await services(request).rooms.forget(document_id)
+    await services(request).sockets.document_gone(document_id)
     return Response(status_code=204)
 
 
 async def list_suggestions(request: Request) -> Response:
     """The user's own suggestions in the document (suggestions are private until accepted)."""
     account, _ = await authorize(request, request.path_params["doc_id"], Role.VIEWER)
-    rows = await _store(request).run(
+    rows = await services(request).store.run(
         suggestions.list_suggestions, request.path_params["doc_id"], account.username
     )
     return JSONResponse({"suggestions": [r.model_dump(mode="json") for r in rows]})

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.auth.access import authorize
 from server.auth.sessions import signed_in
-from server.errors import api_error, invalid, read_json
+from server.errors import api_error, read_body
 from server.periodic import Periodic
 from server.services import services
 from storage import library
@@ -64,7 +64,7 @@ async def search(request: Request) -> Response:
     if not 1 <= limit <= SEARCH_LIMIT:
         return api_error(400, "invalid", f"limit: from 1 to {SEARCH_LIMIT}")
     try:
-        hits = await _store(request).run(library.search, account.username, query, limit)
+        hits = await services(request).store.run(library.search, account.username, query, limit)
     except SearchQueryInvalid as exc:
         return api_error(400, "invalid", f"q: {exc}")
     return JSONResponse(
@@ -80,36 +80,33 @@ async def put_tags(request: Request) -> Response:
     """Replace a document's tags (editors and owners); 400 and nothing changed for a bad one."""
     document_id = request.path_params["doc_id"]
     account, _ = await authorize(request, document_id, Role.EDITOR)
-    try:
-        change = TagsChange.model_validate(await read_json(request))
-    except (ValidationError, ValueError) as exc:
-        return invalid(exc)
+    change = await read_body(request, TagsChange)
     try:
         tags = library.normalize_tags(change.tags)
     except TagInvalid as exc:
         return api_error(400, "invalid", f"tags: {exc}")
-    saved = await _store(request).run(library.set_tags, document_id, account.username, tags)
+    saved = await services(request).store.run(library.set_tags, document_id, account.username, tags)
     return JSONResponse({"tags": saved})
 
 
 async def list_tags(request: Request) -> Response:
     """The tags on the documents the user may read, each with how many documents carry it."""
     account = signed_in(request)
-    rows = await _store(request).run(library.list_tags, account.username)
+    rows = await services(request).store.run(library.list_tags, account.username)
     return JSONResponse({"tags": [r.model_dump(mode="json") for r in rows], "tag_max": TAG_MAX})
 
 
 async def list_trash(request: Request) -> Response:
     """The user's own documents in the trash (members never see another's trash)."""
     account = signed_in(request)
-    rows = await _store(request).run(library.list_trash, account.username)
+    rows = await services(request).store.run(library.list_trash, account.username)
     return JSONResponse({"documents": [r.model_dump(mode="json") for r in rows], "keep_days": TRASH_DAYS})
 
 
 async def restore(request: Request) -> Response:
     """Out of the trash (its owner only; anyone else is told there is no such document)."""
     account = signed_in(request)
-    await _store(request).run(library.restore, request.path_params["doc_id"], account.username)
+    await services(request).store.run(library.restore, request.path_params["doc_id"], account.username)
     return Response(status_code=204)
 
 
@@ -117,14 +114,9 @@ async def delete_forever(request: Request) -> Response:
     """Delete a document in the trash for ever (its owner only)."""
     account = signed_in(request)
     document_id = request.path_params["doc_id"]
-    await _store(request).run(library.delete_forever, document_id, account.username)
+    await services(request).store.run(library.delete_forever, document_id, account.username)
     await services(request).rooms.forget(document_id)
     return Response(status_code=204)
-
-
-def _store(request: Request) -> Store:
-    store = services(request).store
-    return store
 
 
 class TrashSweep(Periodic):

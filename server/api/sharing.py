@@ -12,18 +12,17 @@ import logging
 import secrets
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from server.auth.access import authorize
 from server.auth.sessions import Account, signed_in
-from server.errors import api_error, invalid, read_json
+from server.errors import api_error, read_body
 from server.services import services
 from storage import documents, sharing
 from storage.accounts import UserNotFound
-from storage.database import Store
 from storage.models import Role, utcnow
 from storage.sharing import LinkNotValid
 
@@ -52,14 +51,8 @@ class LinkCreate(BaseModel):
     expires_in_days: int | None = Field(default=None, ge=1, le=365)
 
 
-def _store(request: Request) -> Store:
-    store = services(request).store
-    return store
-
-
 async def _tell_sockets(request: Request, document_id: str, username: str, role: Role | None) -> None:
-    sockets = services(request).sockets
-    await sockets.role_changed(document_id, username, role)
+    await services(request).sockets.role_changed(document_id, username, role)
 
 
 def token_hash(token: str) -> str:
@@ -72,7 +65,7 @@ def token_hash(token: str) -> str:
 async def list_members(request: Request) -> Response:
     document_id = request.path_params["doc_id"]
     await authorize(request, document_id, Role.VIEWER)
-    members = await _store(request).run(sharing.list_members, document_id)
+    members = await services(request).store.run(sharing.list_members, document_id)
     return JSONResponse({"members": [m.model_dump(mode="json") for m in members]})
 
 
@@ -80,21 +73,15 @@ async def invite_member(request: Request) -> Response:
     """Add a member by username, or change the role of one already there."""
     document_id = request.path_params["doc_id"]
     account, _ = await authorize(request, document_id, Role.OWNER)
-    try:
-        data = MemberInvite.model_validate(await read_json(request))
-    except (ValidationError, ValueError) as exc:
-        return invalid(exc)
+    data = await read_body(request, MemberInvite)
     return await _put_member(request, account, document_id, data.username.strip().lower(), data.role)
 
 
 async def change_member(request: Request) -> Response:
     document_id, username = request.path_params["doc_id"], request.path_params["username"]
     account, _ = await authorize(request, document_id, Role.OWNER)
-    try:
-        data = MemberChange.model_validate(await read_json(request))
-    except (ValidationError, ValueError) as exc:
-        return invalid(exc)
-    members = await _store(request).run(sharing.list_members, document_id)
+    data = await read_body(request, MemberChange)
+    members = await services(request).store.run(sharing.list_members, document_id)
     if username not in {m.username for m in members[1:]}:
         return api_error(404, "not_found", "no such member")
     return await _put_member(request, account, document_id, username, data.role)
@@ -110,7 +97,7 @@ async def _put_member(
     if username == account.username:
         return api_error(400, "invalid", "username: you own this document already")
     try:
-        member, created = await _store(request).run(sharing.put_member, document_id, username, role)
+        member, created = await services(request).store.run(sharing.put_member, document_id, username, role)
     except UserNotFound:
         return api_error(400, "no_such_user", f"no account is named {username!r}")
     audit.info(
@@ -133,7 +120,7 @@ async def remove_member(request: Request) -> Response:
         return api_error(403, "forbidden", "only the document's owner can remove other members")
     if role is Role.OWNER and username == account.username:
         return api_error(400, "invalid", "the owner cannot leave; delete the document instead")
-    if not await _store(request).run(sharing.remove_member, document_id, username):
+    if not await services(request).store.run(sharing.remove_member, document_id, username):
         return api_error(404, "not_found", "no such member")
     audit.info("member removed doc=%s user=%s by=%s", document_id, username, account.username)
     await _tell_sockets(request, document_id, username, None)
@@ -146,22 +133,19 @@ async def remove_member(request: Request) -> Response:
 async def list_links(request: Request) -> Response:
     document_id = request.path_params["doc_id"]
     await authorize(request, document_id, Role.OWNER)
-    links = await _store(request).run(sharing.list_links, document_id)
+    links = await services(request).store.run(sharing.list_links, document_id)
     return JSONResponse({"links": [link.model_dump(mode="json") for link in links]})
 
 
 async def create_link(request: Request) -> Response:
     document_id = request.path_params["doc_id"]
     account, _ = await authorize(request, document_id, Role.OWNER)
-    try:
-        data = LinkCreate.model_validate(await read_json(request))
-    except (ValidationError, ValueError) as exc:
-        return invalid(exc)
+    data = await read_body(request, LinkCreate)
     if data.role is Role.OWNER:
         return api_error(400, "invalid", "role: a link can make editors, commenters or viewers, not owners")
     token = secrets.token_urlsafe(24)
     expires_at = None if data.expires_in_days is None else utcnow() + timedelta(days=data.expires_in_days)
-    link = await _store(request).run(
+    link = await services(request).store.run(
         sharing.create_link, document_id, token_hash(token), data.role, account.username, expires_at
     )
     audit.info("link created doc=%s link=%s role=%s by=%s", document_id, link.id, data.role, account.username)
@@ -172,7 +156,7 @@ async def create_link(request: Request) -> Response:
 async def revoke_link(request: Request) -> Response:
     document_id, link_id = request.path_params["doc_id"], request.path_params["link_id"]
     account, _ = await authorize(request, document_id, Role.OWNER)
-    if not await _store(request).run(sharing.revoke_link, document_id, link_id):
+    if not await services(request).store.run(sharing.revoke_link, document_id, link_id):
         return api_error(404, "not_found", "no such link")
     audit.info("link revoked doc=%s link=%s by=%s", document_id, link_id, account.username)
     return Response(status_code=204)
@@ -206,11 +190,11 @@ async def link_page(request: Request) -> Response:
     if not isinstance(request.scope.get("user"), Account):
         return RedirectResponse(f"/signin?next={LINK_PREFIX}{token}", status_code=303)
     try:
-        link, document = await _store(request).run(sharing.open_link, token_hash(token))
+        link, document = await services(request).store.run(sharing.open_link, token_hash(token))
     except LinkNotValid:
         return _invalid_link_page()
     account = signed_in(request)
-    current = await _store(request).run(documents.role_of, document.id, account.username)
+    current = await services(request).store.run(documents.role_of, document.id, account.username)
     title = f"<h1>{html.escape(document.title)}</h1>"
     if current is not None and current.allows(Role(link.role)):
         body = (
@@ -230,7 +214,7 @@ async def link_page(request: Request) -> Response:
 async def join_link(request: Request) -> Response:
     account = signed_in(request)
     try:
-        document_id, role = await _store(request).run(
+        document_id, role = await services(request).store.run(
             sharing.join_by_link, token_hash(request.path_params["token"]), account.username
         )
     except LinkNotValid:

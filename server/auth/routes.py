@@ -8,7 +8,6 @@ import logging
 import secrets
 from datetime import timedelta
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -16,7 +15,7 @@ from starlette.routing import Route
 from server.auth.cookies import COOKIE, session_hash
 from server.auth.passwords import DUMMY_HASH, Credentials, NewAccount, PasswordChange, hashed, verified
 from server.auth.sessions import Account, client_address, signed_in
-from server.errors import api_error, invalid, read_json
+from server.errors import api_error, read_body
 from server.services import services
 from storage import accounts
 from storage.accounts import UsernameTaken
@@ -39,10 +38,7 @@ async def status(request: Request) -> Response:
 
 
 async def signup(request: Request) -> Response:
-    try:
-        data = NewAccount.model_validate(await read_json(request))
-    except (ValidationError, ValueError) as exc:
-        return invalid(exc)
+    data = await read_body(request, NewAccount)
     store = services(request).store
     if services(request).settings.signup != "open" and await store.run(accounts.count_users) > 0:
         return api_error(403, "signup_closed", "sign-up is closed here; ask an admin for an account")
@@ -68,10 +64,7 @@ async def signup(request: Request) -> Response:
 
 
 async def signin(request: Request) -> Response:
-    try:
-        data = Credentials.model_validate(await read_json(request))
-    except (ValidationError, ValueError) as exc:
-        return invalid(exc)
+    data = await read_body(request, Credentials)
     limiter = services(request).signin_limiter
     address = client_address(request)
     keys = (f"account:{data.username}", f"address:{address}")
@@ -99,10 +92,7 @@ async def change_password(request: Request) -> Response:
     """The signed-in user changes their own password: every other session of theirs ends, and this
     browser gets a new one. The current password is checked under the sign-in limits."""
     account = signed_in(request)
-    try:
-        data = PasswordChange.model_validate(await read_json(request))
-    except (ValidationError, ValueError) as exc:
-        return invalid(exc)
+    data = await read_body(request, PasswordChange)
     limiter = services(request).signin_limiter
     address = client_address(request)
     keys = (f"account:{account.username}", f"address:{address}")
