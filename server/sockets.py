@@ -99,7 +99,8 @@ def encode_control(control: Control) -> bytes:
 
 def decode_control(payload: bytes) -> Control | None:
     """The control message another replica sent; None when it is not one (malformed, unknown op,
-    a field missing or of the wrong type, a role that does not exist)."""
+    a field missing or of the wrong type, a role that does not exist). A role change whose role is
+    null or left out removes the user from the document: access errs on the side of less."""
     try:
         fields = json.loads(payload)
     except ValueError:

@@ -1,13 +1,16 @@
 """Who may do what to a document: every route and socket asks here before it acts.
 
 A non-member is told the document does not exist (404 / close 4404), the same answer as for a
-missing one; a member whose role falls short is told so (403 / close 4403).
+missing one; a member whose role falls short is told so (403 / close 4403). A socket let in is
+registered (`registered`) for as long as it is open, so that losing that access closes it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 from starlette import status
 from starlette.requests import HTTPConnection
@@ -24,6 +27,7 @@ from server.errors import (
 )
 from server.middleware.origin import same_origin
 from server.services import services
+from server.sockets import Revocable
 from storage import documents
 from storage.documents import DocumentNotFound
 from storage.models import Role
@@ -78,7 +82,41 @@ async def admit_socket(websocket: WebSocket, needed: Role) -> tuple[Account, Rol
     return None
 
 
-async def too_many_sockets(websocket: WebSocket, username: str, limit: int) -> None:
+class LiveSocket(Revocable, Protocol):
+    """An admitted socket's own state: told of role changes and ended sessions while it is
+    registered, and `closing` (code, reason) once the server decides to end it."""
+
+    closing: tuple[int, str] | None
+
+
+@contextlib.asynccontextmanager
+async def registered(
+    websocket: WebSocket, account: Account, document_id: str, socket: LiveSocket, kind: str
+) -> AsyncIterator[bool]:
+    """Register an admitted socket among its user's open ones (`server.sockets.LiveSockets`) for
+    the block's length, counted in the metrics as a socket of `kind`. Only a registered socket
+    hears that its user's role changed or session ended, and the count caps the user's sockets, so
+    it is removed however the block ends: it returns, raises or is cancelled.
+
+    Yields False when the user has as many open as they may: the socket is closed with 4429 then,
+    and the block must not serve it. Once the block returns, the socket is closed with its
+    `closing` (code, reason), if set. Raises what the block raises.
+    """
+    found = services(websocket)
+    if not await found.sockets.add(account.username, document_id, socket, account.session_hash):
+        await _too_many_sockets(websocket, account.username, found.sockets.per_user)
+        yield False
+        return
+    try:
+        with found.metrics.socket_open(kind):
+            yield True
+    finally:
+        found.sockets.remove(account.username, socket)
+    if socket.closing is not None:
+        await close_quietly(websocket, *socket.closing)
+
+
+async def _too_many_sockets(websocket: WebSocket, username: str, limit: int) -> None:
     services(websocket).metrics.refused("sockets")
     audit.warning("refused a socket to %s: %s has %d open", websocket.url.path, username, limit)
     await close_quietly(websocket, WS_4429_TOO_MANY_SOCKETS, f"at most {limit} open connections per user")

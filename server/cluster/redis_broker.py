@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, cast
 
@@ -80,6 +81,7 @@ class RedisBroker:
         self._resync_due: set[str] = set()
         self._unconfirmed: set[str] = set()  # subscribed without waiting for the confirmation
         self._group: TaskGroup | None = None
+        self._stack: AsyncExitStack | None = None
         self._take_lease: Any = self.redis.register_script(TAKE_LEASE)
         self._release_lease: Any = self.redis.register_script(RELEASE_LEASE)
 
@@ -100,20 +102,26 @@ class RedisBroker:
             raise BrokerUnavailable(
                 f"cannot reach Redis at COWRITE_REDIS_URL ({safe_url(self.url)}): {exc}"
             ) from exc
-        self._group = anyio.create_task_group()
-        await self._group.__aenter__()
-        self._group.start_soon(self._listen)
-        self._group.start_soon(self._retry_resyncs)
+        # on the way out, last in first out: the listener and the resync retries are cancelled and
+        # waited for, subscribing is refused from then on, and the clients close
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self._close_clients)
+            stack.callback(setattr, self, "_group", None)
+            group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(group.cancel_scope.cancel)
+            group.start_soon(self._listen)
+            group.start_soon(self._retry_resyncs)
+            self._group = group
+            self._stack = stack.pop_all()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        group = owned_group(self._group)
-        group.cancel_scope.cancel()
-        await group.__aexit__(None, None, None)
-        self._group = None
-        await self._close_clients()
+        if self._stack is None:
+            raise RuntimeError("the broker is not running; enter `async with broker:` first")
+        stack, self._stack = self._stack, None
+        await stack.aclose()
 
     async def _close_clients(self) -> None:
         if self._pubsub is not None:

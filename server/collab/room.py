@@ -42,6 +42,7 @@ from server.cluster.broker import (
     document_channel,
     wall_clock,
 )
+from server.collab.authors import RecentAuthors
 from server.collab.awareness import AwarenessLimits, RoomPresence
 from server.collab.connection import Connection
 from server.collab.serial import SerialWorker, WorkerClosed
@@ -143,9 +144,7 @@ class Room:
         self.size = 0  # the encoded document's size in bytes, as last measured plus an estimate since
         self.size_measured = True  # no change since `size` was measured
         self.empty_since: float | None = None
-        # version history: who wrote since the text was last saved, and when last (monotonic);
-        # handed to the revision that saves their edits (docs/history.md)
-        self.authors: dict[str, float] = {}
+        self.authors = RecentAuthors()  # named by the revision that saves their edits
 
     async def listen(self) -> None:
         """Hear the other replicas' updates and awareness for this document; called before
@@ -216,8 +215,9 @@ class Room:
         connection.send(create_sync_message(self.doc))
 
     async def missing_from(self, state: bytes) -> bytes:
-        """What a client with state vector `state` lacks, after every change queued before."""
-        return await self._serially(lambda: self._missing_from(state))
+        """What a client with state vector `state` lacks, after every change queued before (encoded
+        on a worker thread). RoomClosed once the room takes no more changes."""
+        return await self._serially(lambda: anyio.to_thread.run_sync(self.doc.get_update, state))
 
     async def relay_awareness(self, message: bytes, connection: Connection) -> None:
         """A client's awareness update: what it may set, to everyone here and on other replicas.
@@ -225,14 +225,8 @@ class Room:
         update = self.presence.accept(message, connection)
         if update is None:
             return
-        relayed = create_awareness_message(update)
-        for other in self.connections:
-            other.send(relayed)
+        self._broadcast(create_awareness_message(update))
         await self.broker.publish(self.channel, AWARENESS, update)
-
-    async def _missing_from(self, state: bytes) -> bytes:
-        """What a client with state vector `state` lacks (encoded on a worker thread)."""
-        return await anyio.to_thread.run_sync(self.doc.get_update, state)
 
     async def receive_update(self, update: bytes, sender: Connection | None) -> None:
         """Measure, apply, store, then broadcast and acknowledge one update, as one step on the
@@ -252,10 +246,7 @@ class Room:
             self.size_measured = False
             await self._append(update, sender)
             await self.broker.publish(self.channel, UPDATE, update)
-            message = create_update_message(update)
-            for other in self.connections:
-                if other is not sender:
-                    other.send(message)
+            self._broadcast(create_update_message(update), but=sender)
             if self.metrics is not None:
                 self.metrics.fanout(time.perf_counter() - started, "local")
         if sender is not None:
@@ -301,7 +292,7 @@ class Room:
             else:
                 self.log_entries += 1  # this replica's own count: enough to decide when to fold
                 if sender is not None:  # version history: a stored edit names its writer
-                    self.authors[sender.username] = time.monotonic()
+                    self.authors.wrote(sender.username)
                 self.text_dirty = True
                 self.compacted = False
                 if self.metrics is not None:
@@ -338,13 +329,17 @@ class Room:
             )
         connection.send(rejected_message("read-only: you are a viewer here"))
 
+    def _broadcast(self, message: bytes, but: Connection | None = None) -> None:
+        """Queue `message` for every client here but `but` (its sender, who has it already)."""
+        for connection in self.connections:
+            if connection is not but:
+                connection.send(message)
+
     async def _forget_awareness(self, connection: Connection) -> None:
         removed = self.presence.forget(connection)
         if removed is None:
             return
-        message = create_awareness_message(removed)
-        for other in self.connections:
-            other.send(message)
+        self._broadcast(create_awareness_message(removed))
         await self.broker.publish(self.channel, AWARENESS, removed)
 
     # the other replicas
@@ -361,9 +356,7 @@ class Room:
                 log.warning("dropped malformed awareness from replica %s: %s", envelope.sender, exc)
                 return
             if update is not None:
-                message = create_awareness_message(update)
-                for connection in self.connections:
-                    connection.send(message)
+                self._broadcast(create_awareness_message(update))
             return
         else:
             queued = self.worker.submit(self._resync)
@@ -391,9 +384,7 @@ class Room:
         self.size_measured = False
         self.text_dirty = True
         self.compacted = False
-        message = create_update_message(update)
-        for connection in self.connections:
-            connection.send(message)
+        self._broadcast(create_update_message(update))
         if self.metrics is not None:
             self.metrics.fanout(max(0.0, wall_clock() - envelope.sent_at), "broker")
 
@@ -414,9 +405,7 @@ class Room:
         if missed != EMPTY_UPDATE:
             self.text_dirty = True
             self.compacted = False
-            message = create_update_message(missed)
-            for connection in self.connections:
-                connection.send(message)
+            self._broadcast(create_update_message(missed))
 
     # the server's own edits (API clients, restores) and upkeep
 
@@ -450,39 +439,19 @@ class Room:
         self.size_measured = False
         await self._append(update, None)
         if author is not None:
-            self.authors[author] = time.monotonic()
+            self.authors.wrote(author)
         await self.broker.publish(self.channel, UPDATE, update)
-        message = create_update_message(update)
-        for connection in self.connections:
-            connection.send(message)
-
-    def _take_authors(self) -> list[str]:
-        """The writers since the last save, in the order they last wrote; forgotten here, so put
-        them back (`_keep_authors`) should the save fail."""
-        taken = sorted(self.authors, key=self.authors.__getitem__)
-        self.authors = {}
-        return taken
-
-    def _keep_authors(self, taken: list[str]) -> None:
-        now = time.monotonic()
-        for name in taken:
-            self.authors.setdefault(name, now)
+        self._broadcast(create_update_message(update))
 
     async def hand_over_authors(self, older_than_s: float) -> None:
         """Among replicas, on one that does not save this document's text: add those who wrote
         through it, longer than `older_than_s` ago (so the lease holder has saved their edits), to
-        the newest revision."""
-        await self._serially(lambda: self._hand_over_authors(older_than_s))
+        the newest revision. RoomClosed once the room takes no more changes."""
 
-    async def _hand_over_authors(self, older_than_s: float) -> None:
-        cutoff = time.monotonic() - older_than_s
-        ready = [name for name, at in self.authors.items() if at <= cutoff]
-        if not ready:
-            return
-        await self.store.run(versions.add_authors, self.document_id, ready)
-        for name in ready:
-            if self.authors.get(name, cutoff + 1) <= cutoff:
-                del self.authors[name]
+        async def add(ready: list[str]) -> None:
+            await self.store.run(versions.add_authors, self.document_id, ready)
+
+        await self._serially(lambda: self.authors.hand_over(older_than_s, add))
 
     async def save_text(self) -> None:
         """Store the plain text, if it changed since it was last stored."""
@@ -494,12 +463,12 @@ class Room:
         elif self.text_dirty:
             text = await anyio.to_thread.run_sync(str, self.text)
             self.text_dirty = False
-            authors = self._take_authors()
+            authors = self.authors.take()
             try:
                 await self.store.run(collab.save_text, self.document_id, text, "autosave", authors)
             except BaseException:
                 self.text_dirty = True  # saved on the next try
-                self._keep_authors(authors)
+                self.authors.keep(authors)
                 raise
 
     async def _save_merged_text(self) -> None:
@@ -515,12 +484,12 @@ class Room:
             return str(merged.get(TEXT_NAME, type=Text))
 
         self.text_dirty = False
-        authors = self._take_authors()
+        authors = self.authors.take()
         try:
             await self.store.run(collab.save_merged_text, self.document_id, merge, authors)
         except BaseException:
             self.text_dirty = True
-            self._keep_authors(authors)
+            self.authors.keep(authors)
             raise
 
     async def compact(self) -> None:
@@ -555,11 +524,11 @@ class Room:
             merged.apply_update(snapshot)
             return snapshot, str(merged.get(TEXT_NAME, type=Text))
 
-        authors = self._take_authors()
+        authors = self.authors.take()
         try:
             await self.store.run(collab.fold, self.document_id, merge, authors)
         except BaseException:
-            self._keep_authors(authors)
+            self.authors.keep(authors)
             raise
         self.log_entries, self.compacted, self.text_dirty = 1, True, False
 

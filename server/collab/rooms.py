@@ -7,6 +7,7 @@ task that keeps texts saved and logs compact, and closes rooms nobody has had op
 from __future__ import annotations
 
 import logging
+from contextlib import AsyncExitStack
 from types import TracebackType
 
 import anyio
@@ -58,23 +59,33 @@ class Rooms:
         self._opening = anyio.Lock()
         self._group: TaskGroup | None = None
         self._upkeep_scope = anyio.CancelScope()
+        self._stack: AsyncExitStack | None = None
 
     async def __aenter__(self) -> Rooms:
-        self._group = anyio.create_task_group()
-        await self._group.__aenter__()
-        self._group.start_soon(self._upkeep)
+        # on the way out, last in first out: the upkeep stops, every room saves and closes, a worker
+        # still running (a room dropped meanwhile) is cancelled, and then rooms can no longer open
+        async with AsyncExitStack() as stack:
+            stack.callback(setattr, self, "_group", None)
+            group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(group.cancel_scope.cancel)
+            stack.push_async_callback(self._close_all)
+            stack.callback(self._upkeep_scope.cancel)
+            group.start_soon(self._upkeep)
+            self._group = group
+            self._stack = stack.pop_all()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        assert self._group is not None
-        self._upkeep_scope.cancel()
+        if self._stack is None:
+            raise RuntimeError("Rooms was not entered: use `async with Rooms(...)`")
+        stack, self._stack = self._stack, None
+        await stack.aclose()
+
+    async def _close_all(self) -> None:
         for room in list(self._rooms.values()):
             await self._close(room, force=True)
-        self._group.cancel_scope.cancel()  # a worker still running belongs to a room dropped meanwhile
-        await self._group.__aexit__(None, None, None)
-        self._group = None
 
     async def open(self, document_id: str) -> Room:
         """The room for a document, loading it first if nobody has it open. Who may join it is

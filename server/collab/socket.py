@@ -14,7 +14,7 @@ from starlette import status
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server.auth.access import admit_socket, close_quietly, too_many_sockets
+from server.auth.access import admit_socket, close_quietly, registered
 from server.collab.awareness import AwarenessRefused
 from server.collab.connection import OUTBOX_SIZE, Connection
 from server.collab.room import TRY_AGAIN, DocumentTooLarge, Room, RoomClosed
@@ -126,27 +126,19 @@ async def document_socket(websocket: WebSocket) -> None:
         return
     account, role = admitted
     document_id = websocket.path_params["doc_id"]
-    rooms = services(websocket).rooms
-    sockets = services(websocket).sockets
     try:
-        room = await rooms.open(document_id)
+        room = await services(websocket).rooms.open(document_id)
     except DocumentNotFound:  # deleted in between
         await close_quietly(websocket, WS_4404_DOCUMENT_NOT_FOUND, "document not found")
         return
     send, receive = anyio.create_memory_object_stream[bytes](OUTBOX_SIZE)
     connection = Connection(websocket, send, account.username, role)
-    if not await sockets.add(account.username, document_id, connection, account.session_hash):
-        send.close()
-        receive.close()
-        await too_many_sockets(websocket, account.username, sockets.per_user)
-        return
-    try:
-        with services(websocket).metrics.socket_open("document"):
+    async with registered(websocket, account, document_id, connection, "document") as counted:
+        if counted:
             await serve(room, connection, receive)
-    finally:
-        sockets.remove(account.username, connection)
-    if connection.closing is not None:
-        await close_quietly(websocket, *connection.closing)
+        else:
+            send.close()
+            receive.close()
 
 
 routes = [WebSocketRoute("/ws/doc/{doc_id}", document_socket)]

@@ -16,8 +16,8 @@ MESSAGE_SAVED = 100
 MESSAGE_REJECTED = 101
 # ours: "the owner changed your role"; payload: the new role as a string
 MESSAGE_ROLE_CHANGED = 102
-# comments (issue 12, item 3): "this document's comments changed"; no payload: the page fetches
-# them over HTTP, so all it shows is validated server data
+# ours: "this document's comments changed"; no payload: the page fetches them over HTTP, so all
+# it shows is validated server data
 MESSAGE_COMMENTS = 103
 # an update that changes nothing (clients send it as their sync step 2 when they hold nothing new)
 EMPTY_UPDATE = b"\x00\x00"

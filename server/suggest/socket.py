@@ -23,7 +23,7 @@ from starlette import status
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server.auth.access import admit_socket, close_quietly, too_many_sockets
+from server.auth.access import admit_socket, registered
 from server.errors import WS_4403_FORBIDDEN
 from server.limits import IdleTimer, idle_close
 from server.services import services
@@ -378,17 +378,9 @@ async def suggestion_socket(websocket: WebSocket) -> None:
     document_id = websocket.path_params["doc_id"]
     tab = websocket.query_params.get("tab", "")
     socket = SuggestionSocket(websocket, document_id, account.username, tab if TAB_ID.match(tab) else "")
-    sockets = services(websocket).sockets
-    if not await sockets.add(account.username, document_id, socket, account.session_hash):
-        await too_many_sockets(websocket, account.username, sockets.per_user)
-        return
-    try:
-        with services(websocket).metrics.socket_open("suggest"):
+    async with registered(websocket, account, document_id, socket, "suggest") as counted:
+        if counted:
             await socket.serve()
-    finally:
-        sockets.remove(account.username, socket)
-    if socket.closing is not None:
-        await close_quietly(websocket, *socket.closing)
 
 
 routes = [WebSocketRoute("/ws/suggest/{doc_id}", suggestion_socket)]
