@@ -1,5 +1,6 @@
-"""Abuse limits, each with its clear error or close code: request size, frame size, suggestions per
-user per minute, and the idle timeout (open sockets per user: tests/server/test_sockets.py)."""
+"""Abuse limits, each with its clear error or close code: frame size, suggestions per user per
+minute, and the idle timeout (open sockets per user: tests/server/test_sockets.py; request size:
+tests/server/middleware/test_body_limit.py)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,9 @@ from tests.conftest import serve
 def tight(app_settings: Settings, loaded_model: LoadedModel) -> Iterator[TestClient]:
     limits = replace(
         app_settings,
-        request_limit_mb=1,
         frame_limit_kb=4,
         update_limit_mb=1,
         suggestions_per_minute=3,
-        sockets_per_user=2,
         idle_timeout_s=1,
     )
     with TestClient(create_app(limits, loaded_model)) as client:
@@ -50,24 +49,6 @@ def suggest(request_id: str) -> str:
     return json.dumps(
         {"v": 1, "type": "suggest", "id": request_id, "before": "Once upon", "settings": settings}
     )
-
-
-def test_a_request_body_over_the_limit_is_413_and_changes_nothing(tight: TestClient) -> None:
-    document = tight.post("/api/documents", json={"title": "Kept"}).json()
-    path = f"/api/documents/{document['id']}"
-    big = json.dumps({"text": "x" * (1 << 20)}).encode()
-    said = tight.patch(path, content=big, headers={"content-type": "application/json"})
-    assert (said.status_code, said.json()["error"]["code"]) == (413, "too_large")
-
-    def chunks() -> Iterator[bytes]:  # no Content-Length: the body streams
-        yield b'{"text": "'
-        for _ in range(20):
-            yield b"y" * 65536
-        yield b'"}'
-
-    streamed = tight.patch(path, content=chunks(), headers={"content-type": "application/json"})
-    assert (streamed.status_code, streamed.json()["error"]["code"]) == (413, "too_large")
-    assert tight.get(path).json()["text"] == ""
 
 
 def test_suggestions_per_user_per_minute(tight: TestClient) -> None:
