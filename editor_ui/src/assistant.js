@@ -1,5 +1,6 @@
-// A steadier assistant: the document's "notes for suggestions" (a brief the model reads before the
-// text, shared by everyone who edits it) and the polite announcement of a finished suggestion.
+// What keeps the assistant steady for everyone: the document's "notes for suggestions" (a brief the
+// model reads before the text, shared by everyone who edits it) and the polite announcement of a
+// finished suggestion.
 
 import { EditorView } from "@codemirror/view";
 import { ApiError, callApi, documentPath } from "./api.js";

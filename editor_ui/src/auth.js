@@ -2,6 +2,7 @@
 // server's state (first account, sign-up closed), then on to ?next= once signed in.
 
 import { ApiError, authPath, callApi, safeNext } from "./api.js";
+import { byId } from "./dom.js";
 import { bindThemeToggle } from "./theme.js";
 
 /** @typedef {"signin" | "signup" | "first" | "closed"} Mode */
@@ -10,17 +11,6 @@ import { bindThemeToggle } from "./theme.js";
 const USERNAME = /^[a-z0-9][a-z0-9_.-]{1,31}$/;
 const MIN_PASSWORD = 8;
 const MAX_PASSWORD = 1024;
-
-/**
- * @template {HTMLElement} T
- * @param {string} id
- * @returns {T}
- */
-function byId(id) {
-  const found = document.getElementById(id);
-  if (!found) throw new Error(`auth.html lacks #${id}`);
-  return /** @type {T} */ (found);
-}
 
 const form = /** @type {HTMLFormElement} */ (byId("auth-form"));
 const username = /** @type {HTMLInputElement} */ (byId("auth-username"));

@@ -1,11 +1,10 @@
 // The shared document: one Y.Doc kept in step with the server over the y-websocket protocol on
-// /ws/doc/{id}, and what the page knows about it: connected (and answering), synced, and saved
-// by the server.
+// /ws/doc/{id}, and what the page knows about it: connected, synced, and saved by the server.
+// Whether the socket still answers is liveness.js's to watch.
 
 import { EditorState, Transaction } from "@codemirror/state";
 import { EditorView, keymap } from "@codemirror/view";
 import * as decoding from "lib0/decoding";
-import * as encoding from "lib0/encoding";
 import { yCollab, ySyncAnnotation, yUndoManagerKeymap } from "y-codemirror.next";
 import { IndexeddbPersistence } from "y-indexeddb";
 import * as awarenessProtocol from "y-protocols/awareness";
@@ -13,6 +12,7 @@ import * as syncProtocol from "y-protocols/sync";
 import { WebsocketProvider, messageAwareness, messageSync } from "y-websocket";
 import * as Y from "yjs";
 import { afterSessionEnded } from "./api.js";
+import { Liveness } from "./liveness.js";
 import { deleteDatabase } from "./localcopy.js";
 import { safeAwarenessUpdate } from "./presence.js";
 import {
@@ -49,19 +49,6 @@ const FINAL_CLOSES = new Map([
 
 /** @typedef {"missing" | "forbidden" | "too_many" | "too_large"} Ending */
 
-// A socket can die without closing (a stalled network, a sleeping laptop, a proxy that stopped
-// forwarding): the page then hears nothing, and would say "synced" until y-websocket's own 30 s
-// check. So whenever the socket has been quiet for PROBE_AFTER_MS, the page sends a sync step 1
-// with its state vector, which the server always answers (with a sync step 2); an update expects
-// its "saved" acknowledgement the same way. When nothing at all comes back within
-// ANSWER_WITHIN_MS, the socket is taken for dead: the page says "offline" and connects afresh,
-// and the sync on the new socket sends whatever the server lacks. Probes are never what keeps a
-// socket open (the server's idle timeout counts edits only).
-const PROBE_AFTER_MS = 3_000;
-const ANSWER_WITHIN_MS = 4_000;
-const CHECK_EVERY_MS = 1_000;
-/** How a socket given up for want of an answer is reported to "connection-close" listeners. */
-const UNANSWERED = { code: 1006, reason: "no answer from the server" };
 /** After a 1013 ("try again later"), y-websocket's reconnect waits 100 ms × 2^this at least. */
 const TRY_AGAIN_BACKOFF = 2;
 
@@ -82,7 +69,8 @@ function localClock(ydoc) {
 /**
  * A WebSocket that counts the messages carrying updates (sync step 2 and update) it sends, so the
  * server's count in each "saved" message can be matched; a deletion leaves the clock alone, so
- * the count is what tells that it too was stored.
+ * the count is what tells that it too was stored. It also tells the liveness watch what it
+ * hears and what it sent that the server answers.
  * @param {SharedDocument} shared
  */
 function countingWebSocket(shared) {
@@ -92,9 +80,9 @@ function countingWebSocket(shared) {
       super(url, protocols);
       shared.sentOnSocket = 0;
       shared.storedOnSocket = 0;
-      shared.awaitingSince = null;
-      this.addEventListener("open", () => shared.heard());
-      this.addEventListener("message", () => shared.heard());
+      shared.liveness.forget();
+      this.addEventListener("open", () => shared.liveness.heard());
+      this.addEventListener("message", () => shared.liveness.heard());
     }
 
     /** @param {any} data */
@@ -105,9 +93,9 @@ function countingWebSocket(shared) {
         if (step === syncProtocol.messageYjsSyncStep2 || step === syncProtocol.messageYjsUpdate) {
           shared.sentOnSocket += 1;
           // A viewer's updates are not acknowledged (nor, when empty, answered at all).
-          if (!shared.readOnly) shared.expectAnswer();
+          if (!shared.readOnly) shared.liveness.expectAnswer();
         } else if (step === syncProtocol.messageYjsSyncStep1) {
-          shared.expectAnswer();
+          shared.liveness.expectAnswer();
         }
       }
       super.send(data);
@@ -174,19 +162,10 @@ export class SharedDocument {
     this.storedOnSocket = 0;
     /** An edit was made while the socket was down; it goes out (and is counted) on reconnect. */
     this.editedOffline = false;
-    /** When the socket last brought anything (ms since the epoch). */
-    this.lastHeard = 0;
-    /** Since when a probe or an update has been waiting for the server's answer, or null. */
-    /** @type {number | null} */
-    this.awaitingSince = null;
-    /** When the liveness check last ran: a much later next run means the page was asleep. */
-    this.lastCheck = Date.now();
     /** The server could not store an update just now (1013) and the page is trying again. */
     this.retrying = false;
     /** 1013s in a row, without an acknowledgement between them: the reconnect backs off. */
     this.busyCloses = 0;
-    /** @type {Array<() => void>} */
-    this.unansweredListeners = [];
 
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     this.provider = new WebsocketProvider(`${scheme}://${location.host}/ws/doc`, id, this.ydoc, {
@@ -196,6 +175,7 @@ export class SharedDocument {
       disableBc: true,
       WebSocketPolyfill: countingWebSocket(this),
     });
+    this.liveness = new Liveness(this.provider, this.ydoc, () => this.ending !== null);
     // The handler signature of y-websocket 3: (encoder, decoder, provider, emitSynced, type).
     this.provider.messageHandlers[MESSAGE_SAVED] = (_encoder, decoder) => {
       const vector = Y.decodeStateVector(decoding.readVarUint8Array(decoder));
@@ -230,7 +210,6 @@ export class SharedDocument {
     this.provider.on("connection-close", (event) => {
       const code = event ? event.code : 0;
       const ending = FINAL_CLOSES.get(code);
-      this.awaitingSince = null;
       // Sent on this socket but not acknowledged: still pending until a later socket's are.
       if (this.sentOnSocket > this.storedOnSocket && !this.readOnly) this.editedOffline = true;
       if (code === CLOSE_TRY_AGAIN_LATER) {
@@ -252,17 +231,6 @@ export class SharedDocument {
       // Any other close (the server restarting, an idle timeout) reconnects by itself.
       this.onChange();
     });
-    // The browser knows it lost the network: say so now, not after a probe. A socket that was
-    // open is dropped (a reconnect that still reaches the server, such as one on this machine,
-    // says "synced" again at once); the browser's return to the network retries without waiting.
-    window.addEventListener("offline", () => this.dropSocket());
-    window.addEventListener("online", () => this.reconnectNow());
-    this.checkTimer = setInterval(() => this.checkLiveness(), CHECK_EVERY_MS);
-    document.addEventListener("visibilitychange", () => {
-      if (document.visibilityState !== "visible") return;
-      this.lastHeard = 0; // shown again: ask now rather than trust the quiet while hidden
-      this.checkLiveness();
-    });
     this.ydoc.on("update", (_update, origin) => {
       // Updates from the server never advance this client's clock.
       if (origin === this.provider) return;
@@ -272,66 +240,12 @@ export class SharedDocument {
     });
   }
 
-  /** The socket brought something: it is alive. */
-  heard() {
-    this.lastHeard = Date.now();
-    this.awaitingSince = null;
-  }
-
-  /** Something went out that the server answers (a sync step 1, or an update to acknowledge). */
-  expectAnswer() {
-    if (this.awaitingSince === null) this.awaitingSince = Date.now();
-  }
-
   /**
    * @param {() => void} listener called when the socket is given up for want of an answer
    *   (a stalled network): the page's other sockets go the same way to the same server
    */
   onUnanswered(listener) {
-    this.unansweredListeners.push(listener);
-  }
-
-  /** Probe a quiet socket; give up one that left a probe or an update unanswered. */
-  checkLiveness() {
-    const now = Date.now();
-    // Timers stop while a laptop sleeps and slow down in a busy or hidden page: after such a gap
-    // nothing can be concluded from the silence, so ask afresh.
-    const slept = now - this.lastCheck > 3 * CHECK_EVERY_MS;
-    this.lastCheck = now;
-    const ws = this.provider.ws;
-    if (!this.provider.wsconnected || !ws || ws.readyState !== WebSocket.OPEN) return;
-    if (slept) this.awaitingSince = null;
-    if (this.awaitingSince !== null) {
-      if (now - this.awaitingSince > ANSWER_WITHIN_MS) {
-        this.dropSocket();
-        for (const listener of this.unansweredListeners) listener();
-      }
-      return;
-    }
-    // A hidden page shows no status to keep true, and each answer costs the server an encoding:
-    // it asks again when shown (its own edits still expect their acknowledgements meanwhile).
-    if (document.visibilityState !== "visible") return;
-    if (slept || now - this.lastHeard >= PROBE_AFTER_MS) {
-      const encoder = encoding.createEncoder();
-      encoding.writeVarUint(encoder, messageSync);
-      syncProtocol.writeSyncStep1(encoder, this.ydoc);
-      ws.send(encoding.toUint8Array(encoder));
-    }
-  }
-
-  /**
-   * Give up the current socket as dead without waiting for its close (which a stalled network
-   * never delivers): the provider treats it as closed, says so, and connects afresh.
-   */
-  dropSocket() {
-    const ws = this.provider.ws;
-    if (!ws || !ws.onclose) return;
-    ws.onclose(new CloseEvent("close", UNANSWERED));
-  }
-
-  /** Back on the network: a socket waiting out its backoff connects now. */
-  reconnectNow() {
-    if (this.provider.shouldConnect && this.provider.ws === null && !this.ending) this.provider.connect();
+    this.liveness.onUnanswered(listener);
   }
 
   /** This writer may only view. A viewer keeps no local copy: one kept so far is deleted. */
@@ -415,7 +329,7 @@ export class SharedDocument {
    */
   editorBinding(alsoUndo, onRedo) {
     const undoManager = new Y.UndoManager([this.text, ...alsoUndo]);
-    // A steadier assistant: a taken suggestion closes the current undo step (authorship.js).
+    // A taken suggestion closes the current undo step (authorship.js), so each take undoes alone.
     /** @type {Y.UndoManager | null} */
     this.undoManager = undoManager;
     undoManager.on("stack-item-popped", ({ type }) => {

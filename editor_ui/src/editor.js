@@ -1,28 +1,32 @@
 // The editor page (/d/{id}): joins the shared document, then wires the writing surface, ghost
-// text, the suggestion socket, presence, AI authorship, sharing and the toolbar panels together.
+// text, the suggestion socket, presence, AI authorship, comments, sharing and the toolbar panels
+// together. `main`, at the end, reads as the list of steps.
 
 import { EditorSelection, EditorState, Prec } from "@codemirror/state";
 import { EditorView, keymap } from "@codemirror/view";
 import { Access } from "./access.js";
-import { ApiError, callApi, documentPath } from "./api.js";
+import { callApi, documentPath } from "./api.js";
 import { NotesField, ghostAnnouncer } from "./assistant.js";
 import { Authorship, bindHighlightToggle, storedHighlight } from "./authorship.js";
 import { SharedDocument } from "./collab.js";
 import { Comments } from "./comments.js";
 import { documentCounts } from "./counts.js";
+import { byId } from "./dom.js";
 import { ExportMenu } from "./exporting.js";
 import { dismissGhost, ghostText } from "./ghost.js";
-import { AuthorshipList, HistoryPanel } from "./suggestionhistory.js";
 import { Identity } from "./identity.js";
 import { localCopyName } from "./localcopy.js";
+import { EndingNotice, showLoadFailure, showOpeningFailure, showSuggestionsOff } from "./notices.js";
 import { Panels } from "./panels.js";
 import { Presence } from "./presence.js";
+import { RoleCheck } from "./rolecheck.js";
 import { bindAccount, signedInAccount } from "./session.js";
 import { SettingsStore, bindSettings } from "./settings.js";
 import { SharePanel } from "./share.js";
 import { CLOSE_FORBIDDEN, ReconnectingSocket } from "./socket.js";
 import { StatusBar } from "./statusbar.js";
-import { Suggester } from "./suggestions.js";
+import { AuthorshipList, HistoryPanel } from "./suggestionhistory.js";
+import { Suggester, suggestionSocketUrl } from "./suggestions.js";
 import { bindThemeToggle } from "./theme.js";
 import { bindTitle, setTitleEditable } from "./title.js";
 import { VersionsPanel } from "./versions.js";
@@ -36,37 +40,13 @@ const AUTHORSHIP_REFRESH_DELAY_MS = 250;
 // Joining a document normally takes a moment; say so when it takes longer.
 const SLOW_SYNC_MS = 5_000;
 
-/** Why the document socket ended for good, said above the text while the page stays open. */
-const ENDING_NOTICES = {
-  missing: "This document was deleted or is no longer shared with you; edits from now on are not saved.",
-  forbidden: "You no longer have access to this document; edits from now on are not saved.",
-  too_many: "Too many Cowrite tabs are open for your account. Close some, then reload this one.",
-  too_large:
-    "Your last change was too large to save, so the server did not keep it, nor anything typed since. " +
-    "Copy out what you need, then reload the saved version (this browser's copy of your unsaved changes is discarded).",
-};
-
-/** The same endings when they keep the document from opening at all. */
-const LOAD_FAILURES = {
-  forbidden: ["You do not have access to this document", "Ask its owner to share it with you."],
-  too_many: ["Too many Cowrite tabs are open", "Your account has too many documents open; close some tabs and try again."],
-  too_large: [
-    "A change was too large to save",
-    "This browser holds a change to the document that is too large for the server to save. " +
-      "Reload the saved version to discard this browser's copy of it.",
-  ],
-};
-
 /**
- * @template {HTMLElement} T
- * @param {string} id
- * @returns {T}
+ * What the steps below share: the document, this writer, and the parts every step may use.
+ * @typedef {{id: string, account: import("./session.js").Account,
+ *   doc: {id: string, title: string, role?: string, notes?: string}, panels: Panels, status: StatusBar,
+ *   access: Access, shared: SharedDocument, identity: Identity, presence: Presence, authorship: Authorship,
+ *   roleCheck: RoleCheck, endingNotice: EndingNotice}} Page
  */
-function byId(id) {
-  const found = document.getElementById(id);
-  if (!found) throw new Error(`editor.html lacks #${id}`);
-  return /** @type {T} */ (found);
-}
 
 /** The document id is the last segment of /d/{id}. */
 function documentId() {
@@ -74,95 +54,8 @@ function documentId() {
   return decodeURIComponent(segments[segments.length - 1] || "");
 }
 
-/** @param {string} id */
-function suggestionSocketUrl(id) {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const tab = encodeURIComponent(tabId());
-  return `${scheme}://${location.host}/ws/suggest/${encodeURIComponent(id)}?tab=${tab}`;
-}
-
-/**
- * This tab's id: the server keeps one suggestion session (and its cached context) per writer,
- * document and tab, so two tabs of one writer don't cancel each other's suggestions. Kept in
- * sessionStorage, so a reload or a reconnect keeps it and other tabs get their own.
- */
-function tabId() {
-  const key = "cowrite.tab";
-  let id = sessionStorage.getItem(key);
-  if (!id || !/^[A-Za-z0-9_-]{1,32}$/.test(id)) {
-    id = Math.random().toString(36).slice(2, 12);
-    sessionStorage.setItem(key, id);
-  }
-  return id;
-}
-
-/**
- * @param {unknown} exc
- * @param {string} [heading]
- */
-function showLoadFailure(exc, heading) {
-  byId("loading").hidden = true;
-  const missing = exc instanceof ApiError && exc.status === 404;
-  document.body.dataset.state = missing ? "missing" : "error";
-  if (missing) {
-    byId("not-found").hidden = false;
-    document.title = "Document not found — Cowrite";
-    return;
-  }
-  const box = byId("load-error");
-  if (heading) byId("load-error-heading").textContent = heading;
-  byId("load-error-message").textContent = exc instanceof Error ? exc.message : String(exc);
-  box.hidden = false;
-}
-
-/**
- * A lasting message above the text: this page lost the document or its access.
- * @param {string} text
- * @param {HTMLElement} [action] a button to offer after the text
- */
-function showAccessNotice(text, action) {
-  const notice = byId("access-notice");
-  notice.textContent = text;
-  if (action) notice.append(action);
-  notice.hidden = false;
-}
-
-/**
- * A button that discards this browser's copy of the document, then reloads the page, which
- * then holds the server's version only: the way out after a change too large to save, which the
- * local copy would otherwise send again on every opening.
- * @param {SharedDocument} shared
- */
-function reloadSavedButton(shared) {
-  const button = document.createElement("button");
-  button.type = "button";
-  button.className = "button";
-  button.dataset.testid = "reload-saved";
-  button.textContent = "Reload the saved version";
-  button.addEventListener("click", async () => {
-    button.disabled = true;
-    shared.disconnect();
-    await shared.dropLocalCopy();
-    location.reload();
-  });
-  return button;
-}
-
-/**
- * @param {Panels} panels
- * @param {HTMLElement} help
- */
-function bindHelpShortcut(panels, help) {
-  // Outside the editor; inside it the editor's keymap (below) sees Ctrl+/ first.
-  document.addEventListener("keydown", (event) => {
-    if ((event.ctrlKey || event.metaKey) && event.key === "/" && !event.defaultPrevented) {
-      event.preventDefault();
-      panels.toggle(help);
-    }
-  });
-}
-
-async function main() {
+/** The header's theme toggle and its panels, with the "More" menu of narrower screens. */
+function bindHeader() {
   bindThemeToggle(byId("theme-toggle"));
   const panels = new Panels();
   // Narrower screens fold the secondary controls into the "More" menu (CSS decides when); a panel
@@ -170,52 +63,52 @@ async function main() {
   const more = byId("more-button");
   panels.register(more, byId("more-menu"), undefined, undefined, { menu: true });
   panels.fallbackFocus = more;
-  const id = documentId();
-  const status = new StatusBar();
+  return panels;
+}
 
-  // The API gives the title and this writer's role, and tells a missing document apart (one not
-  // shared with this account is missing too); the text comes from the shared document alone.
-  /** @type {{id: string, title: string, role?: string}} */
-  let doc;
-  /** @type {import("./session.js").Account} */
-  let account;
+/**
+ * The account, and the document's title and this writer's role: the API tells a missing document
+ * apart (one not shared with this account is missing too); the text comes from the shared
+ * document alone. Null once the page says why the document cannot open.
+ * @param {string} id
+ */
+async function openDocument(id) {
   try {
-    [account, doc] = await Promise.all([signedInAccount(), callApi("GET", documentPath(id))]);
+    const [account, doc] = await Promise.all([signedInAccount(), callApi("GET", documentPath(id))]);
+    return { account, doc };
   } catch (exc) {
     showLoadFailure(exc);
-    return;
+    return null;
   }
+}
+
+/**
+ * Join the shared document, not yet connected: this writer's access and account corner, the
+ * Y.Doc and its local copy, presence and AI authorship.
+ * @param {string} id
+ * @param {{account: Page["account"], doc: Page["doc"]}} opened
+ * @param {Panels} panels
+ * @param {StatusBar} status
+ * @returns {Page}
+ */
+function joinDocument(id, { account, doc }, panels, status) {
   const access = new Access(doc.role, byId("role-badge"));
   // Writers keep a copy of the document in this browser, per account, so edits made offline
   // survive a closed tab; viewers have nothing of their own to keep.
   const localName = access.readOnly ? null : localCopyName(account.username, id);
   bindAccount(byId("account"), account, panels, localName ? [localName] : []);
   const identity = new Identity(account.username);
-  let ready = false;
-  let endingShown = false;
-  /** A role check (see checkRole below) is under way. */
-  let checking = false;
-  /** Times the suggestion socket was reopened after a refusal since it was last connected. */
-  let reopened = 0;
-  /** The server refused edits of this writer (its role had changed): they exist only here. */
-  let editsRefused = false;
+  const endingNotice = new EndingNotice();
+  const roleCheck = new RoleCheck(id, access, (message) => status.showNotice(message));
   const shared = new SharedDocument(
     id,
     () => {
       status.showConnection(shared.connectionState);
       status.showSave(shared.saveState);
-      if (ready && shared.ending && !endingShown) {
-        endingShown = true;
-        const action = shared.ending === "too_large" ? reloadSavedButton(shared) : undefined;
-        showAccessNotice(ENDING_NOTICES[shared.ending], action);
-      }
+      endingNotice.update(shared);
     },
-    () => {
-      editsRefused = true;
-      if (access.readOnly) showReadOnlyNotice();
-      else checkRole();
-    },
-    () => checkRole(),
+    () => roleCheck.refused(),
+    () => roleCheck.check(),
     localName,
   );
   shared.readOnly = access.readOnly;
@@ -224,29 +117,60 @@ async function main() {
     if (socketStatus === "connected") presence.announce();
   });
   const authorship = new Authorship(shared.ydoc, shared.text, () => identity.name);
-  const historyPanel = new HistoryPanel(byId("history-list"), id);
-  const authorshipList = new AuthorshipList(byId("ai-list"), authorship);
-  const historyBox = byId("history-panel");
-  panels.register(byId("history-button"), historyBox, () => {
-    historyPanel.refresh();
-    authorshipList.render();
+  return { id, account, doc, panels, status, access, shared, identity, presence, authorship, roleCheck, endingNotice };
+}
+
+/**
+ * The History panel: this writer's suggestions and the AI-authored text, kept current while open.
+ * @param {Page} page
+ * @returns {() => void} refreshes the suggestion list soon, if it is open (feedback just went out)
+ */
+function wireHistory({ id, panels, authorship }) {
+  const suggestions = new HistoryPanel(byId("history-list"), id);
+  const aiText = new AuthorshipList(byId("ai-list"), authorship);
+  const box = byId("history-panel");
+  panels.register(byId("history-button"), box, () => {
+    suggestions.refresh();
+    aiText.render();
   });
   /** @type {ReturnType<typeof setTimeout> | undefined} */
-  let authorshipTimer;
+  let aiTextTimer;
   authorship.subscribe(() => {
-    if (!panels.isOpen(historyBox) || authorshipTimer !== undefined) return;
-    authorshipTimer = setTimeout(() => {
-      authorshipTimer = undefined;
-      if (panels.isOpen(historyBox)) authorshipList.render();
+    if (!panels.isOpen(box) || aiTextTimer !== undefined) return;
+    aiTextTimer = setTimeout(() => {
+      aiTextTimer = undefined;
+      if (panels.isOpen(box)) aiText.render();
     }, AUTHORSHIP_REFRESH_DELAY_MS);
   });
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let suggestionsTimer;
+  return () => {
+    if (!panels.isOpen(box)) return;
+    clearTimeout(suggestionsTimer);
+    suggestionsTimer = setTimeout(() => suggestions.refresh(), HISTORY_REFRESH_DELAY_MS);
+  };
+}
+
+/**
+ * The header's panels (history, settings with the notes for suggestions, sharing, help, export),
+ * the AI highlight toggle and the title.
+ * @param {Page} page
+ */
+function wirePanels(page) {
+  const { id, account, doc, panels, status, access, authorship } = page;
+  const refreshHistorySoon = wireHistory(page);
   panels.register(byId("settings-button"), byId("settings-panel"));
   const share = new SharePanel(byId("share-panel"), id, { role: access.role, username: account.username });
   panels.register(byId("share-button"), byId("share-panel"), () => share.refresh());
   const help = byId("help-panel");
   panels.register(byId("help-button"), help);
-  bindHelpShortcut(panels, help);
-  // Export and import (issue 12, item 1): the Export menu and printing (exporting.js).
+  // Outside the editor; inside it the editor's keymap (buildEditor) sees Ctrl+/ first.
+  document.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && event.key === "/" && !event.defaultPrevented) {
+      event.preventDefault();
+      panels.toggle(help);
+    }
+  });
   const exportBox = byId("export-panel");
   const exportMenu = new ExportMenu(exportBox, byId("print-view"), id, () => panels.close());
   panels.register(byId("export-button"), exportBox, () => exportMenu.reset());
@@ -256,16 +180,22 @@ async function main() {
   bindHighlightToggle(byId("ai-toggle"), authorship);
   const title = /** @type {HTMLInputElement} */ (byId("doc-title"));
   bindTitle(title, id, doc.title, (message) => status.showNotice(message), !access.readOnly);
-  // A steadier assistant: the document's notes for suggestions, in the settings panel.
   const notes = new NotesField(
     byId("set-notes"),
     byId("notes-state"),
     id,
-    typeof (/** @type {any} */ (doc).notes) === "string" ? /** @type {any} */ (doc).notes : "",
+    typeof doc.notes === "string" ? doc.notes : "",
     access.readOnly,
   );
   access.subscribe(() => notes.setReadOnly(access.readOnly));
-  // Comments (issue 12, item 3): fetched on every (re)connection and whenever the socket says so.
+  return { settings, help, title, refreshHistorySoon };
+}
+
+/**
+ * Comments, fetched on every (re)connection and whenever the document socket says they changed.
+ * @param {Page} page
+ */
+function wireComments({ id, account, access, shared, status }) {
   const comments = new Comments({
     margin: byId("comments"),
     id,
@@ -279,14 +209,21 @@ async function main() {
   shared.onCommentsChanged = () => comments.refresh();
   shared.provider.on("sync", (/** @type {boolean} */ synced) => synced && comments.refresh());
   access.subscribe(() => comments.render());
+  return comments;
+}
 
+/**
+ * Connect, and wait for the server's copy of the document; should it not come, a local copy is
+ * shown (and edited, offline) after SLOW_SYNC_MS. A document without one waits for the server,
+ * which alone seeds the text. False once the page says why the document cannot open.
+ * @param {Page} page
+ */
+async function connect({ shared, endingNotice }) {
   // The local copy first, so the first sync sends the server what it holds that the server lacks.
   const hasLocalCopy = await shared.loadLocalCopy();
   shared.connect();
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let slow;
-  // The server's copy comes first; should it not come, a local copy is shown (and edited, offline)
-  // after SLOW_SYNC_MS. A document without one waits for the server, which alone seeds the text.
   /** @type {Promise<import("./collab.js").Ending | null>} */
   const fallBack = new Promise((resolve) => {
     slow = setTimeout(() => {
@@ -296,47 +233,48 @@ async function main() {
   });
   const ending = await Promise.race([shared.whenSynced(), fallBack]);
   clearTimeout(slow);
-  if (ending === "missing") {
-    showLoadFailure(new ApiError(404, "not_found", "Document not found."));
-    return;
-  }
   if (ending) {
-    const [heading, message] = LOAD_FAILURES[ending];
-    showLoadFailure(new Error(message), heading);
-    if (ending === "too_large") byId("load-error-message").append(" ", reloadSavedButton(shared));
-    return;
+    showOpeningFailure(ending, shared);
+    return false;
   }
   byId("loading").hidden = true;
   document.body.dataset.state = "ready";
-  ready = true;
+  endingNotice.ready = true;
+  return true;
+}
 
-  /** @type {ReturnType<typeof setTimeout> | undefined} */
-  let historyTimer;
+/**
+ * The assistant: the suggestion socket and what asks on it, not yet started.
+ * @param {Page} page
+ * @param {SettingsStore} settings
+ * @param {() => void} refreshHistorySoon
+ */
+function wireAssistant({ id, shared, status, roleCheck }, settings, refreshHistorySoon) {
   const socket = new ReconnectingSocket(suggestionSocketUrl(id), {
     onMessage: (frame) => suggester.handleFrame(frame),
     onState: (state) => {
       status.showSuggestionConnection(state);
       suggester.handleSocketState(state);
-      if (state === "connected") reopened = 0;
+      if (state === "connected") roleCheck.suggestionsConnected();
       if (state !== "refused") return;
-      if (socket.closeCode === CLOSE_FORBIDDEN) checkRole();
-      else showAccessNotice("Suggestions are off: your account has too many Cowrite tabs open. Close some, then reload.");
+      if (socket.closeCode === CLOSE_FORBIDDEN) roleCheck.check();
+      else showSuggestionsOff();
     },
   });
+  roleCheck.socket = socket;
   // The document socket stopped answering: the suggestion socket, to the same server over the
   // same network, is no better off.
   shared.onUnanswered(() => socket.drop());
-  const suggester = new Suggester({
-    socket,
-    settings,
-    status,
-    onFeedback: () => {
-      if (!panels.isOpen(historyBox)) return;
-      clearTimeout(historyTimer);
-      historyTimer = setTimeout(() => historyPanel.refresh(), HISTORY_REFRESH_DELAY_MS);
-    },
-  });
+  const suggester = new Suggester({ socket, settings, status, onFeedback: refreshHistorySoon });
+  return { socket, suggester };
+}
 
+/**
+ * The editor itself, on the shared text, with the cursor at the end: writers come back to continue.
+ * @param {Page} page
+ * @param {{suggester: Suggester, comments: Comments, help: HTMLElement}} parts
+ */
+function buildEditor({ shared, access, presence, authorship, status, panels }, { suggester, comments, help }) {
   const state = EditorState.create({
     doc: shared.text.toString(),
     extensions: [
@@ -346,11 +284,11 @@ async function main() {
       // Viewers get a read-only editor that never asks for suggestions.
       access.extension(suggester.extension()),
       presence.extension(),
-      comments.extension(), // comments: highlights, the "Comment" button, Ctrl+Alt+M
-      // Counts (issue 12, item 4): every reader sees the document's, and their selection's.
+      comments.extension(), // highlights, the "Comment" button, Ctrl+Alt+M
+      // Every reader sees the document's counts, and their selection's.
       documentCounts((counts) => status.showCounts(counts)),
-      // After the binding, whose plugin writes each local edit to the Y.Text that these read.
-      // A steadier assistant: each take is its own undo step; a finished suggestion is announced.
+      // After the binding, whose plugin writes each local edit to the Y.Text that these read:
+      // each take is its own undo step, and a finished suggestion is announced.
       authorship.extension(storedHighlight(), shared.undoManager),
       ghostAnnouncer(byId("ghost-announcer")),
       Prec.highest(keymap.of([{ key: "Mod-/", run: () => (panels.toggle(help), true) }])),
@@ -360,10 +298,17 @@ async function main() {
   authorship.attach(view);
   access.attach(view);
   comments.attach(view);
-  // Writers come back to continue, so the cursor starts at the end.
   view.dispatch({ selection: EditorSelection.cursor(view.state.doc.length), scrollIntoView: true });
   suggester.attach(view);
-  // Version history (issue 12, item 2): the Versions panel; a restore is one undo step.
+  return view;
+}
+
+/**
+ * The Versions panel; a restore is one undo step.
+ * @param {Page} page
+ * @param {EditorView} view
+ */
+function wireVersions({ id, shared, access, status, panels }, view) {
   const versions = new VersionsPanel(byId("versions-panel"), id, {
     view,
     undoManager: shared.undoManager,
@@ -371,11 +316,15 @@ async function main() {
     onRestored: (message) => status.showNotice(message),
   });
   panels.register(byId("versions-button"), byId("versions-panel"), () => versions.refresh());
-  if (!access.readOnly) socket.start();
-  view.focus();
+}
 
-  // The owner may change this writer's role, or take the access away, while the page is open;
-  // the server then refuses edits or the suggestion socket, and the API says what changed.
+/**
+ * Follow a change of this writer's role while the page is open: a writer who may only view now
+ * loses the title, the suggestions and any ghost text, and is told why.
+ * @param {Page} page
+ * @param {{title: HTMLInputElement, socket: ReconnectingSocket, view: EditorView}} parts
+ */
+function followRole({ access, shared, roleCheck }, { title, socket, view }) {
   access.subscribe(() => {
     shared.readOnly = access.readOnly;
     setTitleEditable(title, !access.readOnly);
@@ -385,35 +334,16 @@ async function main() {
     }
     socket.stop();
     view.dispatch({ effects: dismissGhost.of(null) });
-    showReadOnlyNotice();
+    roleCheck.showReadOnlyNotice();
   });
-  function showReadOnlyNotice() {
-    showAccessNotice(
-      editsRefused
-        ? "Your access changed: you can only view this document now. Your latest edits were not saved; reload to see the saved text."
-        : "Your access changed: you can only view this document now.",
-    );
-  }
-  async function checkRole() {
-    if (checking) return;
-    checking = true;
-    try {
-      const fresh = await callApi("GET", documentPath(id));
-      access.set(fresh.role);
-      // The server closes the suggestion socket on any change of role; still a writer, reopen it
-      // (a few times at most, should the server keep refusing it for another reason).
-      if (!access.readOnly && socket.state === "refused" && socket.closeCode === CLOSE_FORBIDDEN && reopened < 3) {
-        reopened += 1;
-        socket.start();
-      }
-    } catch (exc) {
-      if (exc instanceof ApiError && exc.status === 404) showAccessNotice(ENDING_NOTICES.missing);
-      else status.showNotice(`Could not check your access: ${exc instanceof Error ? exc.message : exc}`);
-    } finally {
-      checking = false;
-    }
-  }
+}
 
+/**
+ * `window.cowrite`, the browser tests' view of the page (editor_ui/README.md lists it).
+ * @param {Page} page
+ * @param {{view: EditorView, suggester: Suggester, socket: ReconnectingSocket}} parts
+ */
+function exposeHooks({ shared, presence, identity, access, authorship }, { view, suggester, socket }) {
   /** @type {any} */ (window).cowrite = {
     view,
     state: () => ({
@@ -441,6 +371,26 @@ async function main() {
       if (!access.readOnly) socket.start();
     },
   };
+}
+
+/** The editor page, step by step: each step's comment says what it adds. */
+async function main() {
+  const panels = bindHeader();
+  const id = documentId();
+  const status = new StatusBar();
+  const opened = await openDocument(id);
+  if (!opened) return;
+  const page = joinDocument(id, opened, panels, status);
+  const { settings, help, title, refreshHistorySoon } = wirePanels(page);
+  const comments = wireComments(page);
+  if (!(await connect(page))) return;
+  const { socket, suggester } = wireAssistant(page, settings, refreshHistorySoon);
+  const view = buildEditor(page, { suggester, comments, help });
+  wireVersions(page, view);
+  if (!page.access.readOnly) socket.start();
+  view.focus();
+  followRole(page, { title, socket, view });
+  exposeHooks(page, { view, suggester, socket });
 }
 
 main();

@@ -1,4 +1,4 @@
-// Export and import (issue 12, item 1): the editor's Export menu and the list's per-row one.
+// Export: the editor's Export menu and the list's per-row one.
 // Downloads are plain links to the export API, whose Content-Disposition names the file. Printing
 // fills a print-only copy of the document rendered by the server (the HTML export: raw HTML off,
 // safe links only), because CodeMirror draws only the lines in view; app.css's print section then

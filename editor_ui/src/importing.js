@@ -1,4 +1,4 @@
-// Export and import (issue 12, item 1): the list's import drop zone and "Import a file" button.
+// Import: the list's import drop zone and "Import a file" button.
 // The file goes to the server as the raw request body (its name in ?name=), through
 // XMLHttpRequest because fetch cannot report upload progress. On success the writer lands in the
 // new document; a refused file leaves the list as it was, with the server's reason shown.

@@ -3,6 +3,8 @@
 // days with Undo; the Trash view restores it or deletes it for ever). list.js calls in here.
 
 import { ApiError, callApi, documentPath } from "./api.js";
+import { button, byId, element } from "./dom.js";
+import { displayTitle, documentHref, documentRow } from "./documentrow.js";
 import { timeAgo } from "./time.js";
 
 /**
@@ -20,7 +22,6 @@ const UNDO_MS = 10_000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 const SORT_KEY = "cowrite.sort";
 
-const byId = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const main = byId("library-main");
 const errorBox = byId("list-error");
 const searchInput = /** @type {HTMLInputElement} */ (byId("search-input"));
@@ -58,11 +59,6 @@ function showError(exc) {
   errorBox.hidden = false;
 }
 
-/** @param {string} title */
-function displayTitle(title) {
-  return title.trim() || "Untitled";
-}
-
 /** The document list's URL for the current sort and tag. */
 export function listPath() {
   const params = new URLSearchParams({ sort: state.sort });
@@ -87,13 +83,8 @@ export function sortRows(rows) {
  * @param {string} tag
  */
 function tagChip(tag) {
-  const chip = document.createElement("button");
-  chip.type = "button";
-  chip.className = "tag-chip";
-  chip.dataset.testid = "tag-chip";
-  chip.textContent = tag;
+  const chip = button(tag, "tag-chip", () => filterByTag(tag), "tag-chip");
   chip.title = `Show only documents tagged “${tag}”`;
-  chip.addEventListener("click", () => filterByTag(tag));
   return chip;
 }
 
@@ -106,20 +97,14 @@ function tagChip(tag) {
 export function decorateRow(row, doc, role) {
   const tags = doc.tags || [];
   if (tags.length) {
-    const chips = document.createElement("div");
-    chips.className = "tag-chips";
+    const chips = element("div", "tag-chips");
     chips.dataset.testid = "row-tags";
     chips.append(...tags.map(tagChip));
     row.querySelector(".doc-body")?.append(chips);
   }
   if (role === "owner" || role === "editor") {
-    const edit = document.createElement("button");
-    edit.type = "button";
-    edit.className = "button quiet";
-    edit.textContent = "Tags";
-    edit.dataset.testid = "edit-tags";
+    const edit = button("Tags", "edit-tags", () => editTags(doc));
     edit.title = "Label this document so you can find it by tag";
-    edit.addEventListener("click", () => editTags(doc));
     const actions = row.querySelector(".doc-actions");
     actions?.insertBefore(edit, actions.querySelector("[data-testid=delete], [data-testid=leave]"));
   }
@@ -147,20 +132,14 @@ async function loadTags() {
   if (state.tag && !tags.some((t) => t.tag === state.tag)) tags.push({ tag: state.tag, count: 0 });
   tagFilter.hidden = tags.length === 0;
   const chip = (/** @type {string} */ tag, /** @type {string} */ label) => {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "tag-chip filter-chip";
-    button.dataset.testid = "tag-filter-chip";
-    button.dataset.tag = tag;
-    button.textContent = label;
-    button.setAttribute("aria-pressed", String(state.tag === tag));
-    button.addEventListener("click", () => filterByTag(state.tag === tag ? "" : tag));
-    return button;
+    const toggle = () => filterByTag(state.tag === tag ? "" : tag);
+    const made = button(label, "tag-filter-chip", toggle, "tag-chip filter-chip");
+    made.dataset.tag = tag;
+    made.setAttribute("aria-pressed", String(state.tag === tag));
+    return made;
   };
-  const label = document.createElement("span");
-  label.className = "muted";
-  label.textContent = "Tags:";
-  tagFilter.replaceChildren(label, chip("", "All"), ...tags.map((t) => chip(t.tag, `${t.tag} (${t.count})`)));
+  const chips = tags.map((t) => chip(t.tag, `${t.tag} (${t.count})`));
+  tagFilter.replaceChildren(element("span", "muted", "Tags:"), chip("", "All"), ...chips);
 }
 
 /** @param {LibraryDocument} doc */
@@ -270,51 +249,30 @@ async function openTrash() {
  * @param {number} keepDays
  */
 function trashRow(doc, keepDays) {
-  const row = document.createElement("li");
-  row.className = "doc-row";
-  row.dataset.testid = "trash-row";
-  row.dataset.id = doc.id;
-  const body = document.createElement("div");
-  body.className = "doc-body";
-  const title = document.createElement("span");
-  title.className = "doc-title";
-  title.textContent = displayTitle(doc.title);
-  const meta = document.createElement("div");
-  meta.className = "doc-meta";
   const deleted = Date.parse(doc.deleted_at || "");
   const left = Math.ceil((deleted + keepDays * DAY_MS - Date.now()) / DAY_MS);
-  const remaining = document.createElement("span");
+  const remaining = element("span", undefined, left > 1 ? `${left} days left` : "deleted for ever within a day");
   remaining.dataset.testid = "days-left";
-  remaining.textContent = left > 1 ? `${left} days left` : "deleted for ever within a day";
-  meta.append(`deleted ${timeAgo(doc.deleted_at || "")} · `, remaining);
-  body.append(title, meta);
-
-  const actions = document.createElement("div");
-  actions.className = "doc-actions";
-  const restoreButton = document.createElement("button");
-  restoreButton.type = "button";
-  restoreButton.className = "button quiet";
-  restoreButton.textContent = "Restore";
-  restoreButton.dataset.testid = "restore";
-  restoreButton.addEventListener("click", async () => {
-    restoreButton.disabled = true;
-    if (await restore(doc.id)) {
-      row.remove();
-      trashEmpty.hidden = trashList.children.length > 0;
-      await Promise.all([reloadList(), loadTags()]);
-    } else {
-      restoreButton.disabled = false;
-    }
+  return documentRow({
+    testid: "trash-row",
+    id: doc.id,
+    title: doc.title,
+    facts: [`deleted ${timeAgo(doc.deleted_at || "")} · `, remaining],
+    actions: (row) => {
+      const restoreButton = button("Restore", "restore", async () => {
+        restoreButton.disabled = true;
+        if (await restore(doc.id)) {
+          row.remove();
+          trashEmpty.hidden = trashList.children.length > 0;
+          await Promise.all([reloadList(), loadTags()]);
+        } else {
+          restoreButton.disabled = false;
+        }
+      });
+      const forever = () => confirmForever(doc, row);
+      return [restoreButton, button("Delete for ever", "delete-forever", forever, "button quiet danger")];
+    },
   });
-  const forever = document.createElement("button");
-  forever.type = "button";
-  forever.className = "button quiet danger";
-  forever.textContent = "Delete for ever";
-  forever.dataset.testid = "delete-forever";
-  forever.addEventListener("click", () => confirmForever(doc, row));
-  actions.append(restoreButton, forever);
-  row.append(body, actions);
-  return row;
 }
 
 /**
@@ -354,9 +312,7 @@ export function snippetNodes(snippet) {
   const flush = () => {
     if (!text) return;
     if (marked) {
-      const mark = document.createElement("mark");
-      mark.textContent = text;
-      nodes.push(mark);
+      nodes.push(element("mark", undefined, text));
     } else {
       nodes.push(document.createTextNode(text));
     }
@@ -376,26 +332,18 @@ export function snippetNodes(snippet) {
 
 /** @param {SearchHit} hit */
 function hitRow(hit) {
-  const row = document.createElement("li");
-  row.className = "doc-row search-hit";
-  row.dataset.testid = "search-hit";
-  row.dataset.id = hit.id;
-  const body = document.createElement("div");
-  body.className = "doc-body";
-  const link = document.createElement("a");
-  link.className = "doc-title";
-  link.href = `/d/${encodeURIComponent(hit.id)}`;
-  link.textContent = displayTitle(hit.title);
-  const meta = document.createElement("div");
-  meta.className = "doc-meta";
-  meta.textContent = `edited ${timeAgo(hit.updated_at)}${hit.role === "owner" ? "" : ` · shared by ${hit.owner}`}`;
-  const snippet = document.createElement("p");
-  snippet.className = "search-snippet";
+  const snippet = element("p", "search-snippet");
   snippet.dataset.testid = "search-snippet";
   snippet.append(...snippetNodes(hit.snippet));
-  body.append(link, meta, snippet);
-  row.append(body);
-  return row;
+  return documentRow({
+    testid: "search-hit",
+    id: hit.id,
+    title: hit.title,
+    href: documentHref(hit.id),
+    className: "search-hit",
+    facts: [`edited ${timeAgo(hit.updated_at)}${hit.role === "owner" ? "" : ` · shared by ${hit.owner}`}`],
+    excerpt: snippet,
+  });
 }
 
 async function runSearch() {

@@ -2,14 +2,16 @@
 // delete, and leave a shared one.
 
 import { ApiError, callApi, documentPath } from "./api.js";
+import { button, byId, element } from "./dom.js";
+import { displayTitle, documentHref, documentRow } from "./documentrow.js";
+import { rowExportMenu } from "./exporting.js";
+import { bindImport } from "./importing.js";
+// finding and organising: search, sort, tags, trash
+import { decorateRow, initLibrary, listPath, sortRows, trashDocument } from "./library.js";
 import { Panels } from "./panels.js";
 import { bindAccount, signedInAccount } from "./session.js";
 import { bindThemeToggle } from "./theme.js";
 import { timeAgo } from "./time.js";
-// finding and organising: search, sort, tags, trash
-import { decorateRow, initLibrary, listPath, sortRows, trashDocument } from "./library.js";
-import { rowExportMenu } from "./exporting.js"; // export and import (issue 12, item 1)
-import { bindImport } from "./importing.js";
 
 /**
  * @typedef {{id: string, title: string, owner: string, role?: import("./share.js").Role,
@@ -17,14 +19,14 @@ import { bindImport } from "./importing.js";
  *            tags?: string[]}} DocumentSummary
  */
 
-const rows = /** @type {HTMLUListElement} */ (document.getElementById("documents"));
-const emptyState = /** @type {HTMLElement} */ (document.getElementById("empty"));
-const loading = /** @type {HTMLElement} */ (document.getElementById("loading"));
-const errorBox = /** @type {HTMLElement} */ (document.getElementById("list-error"));
-const createForm = /** @type {HTMLFormElement} */ (document.getElementById("create-form"));
-const newTitle = /** @type {HTMLInputElement} */ (document.getElementById("new-title"));
-const leaveDialog = /** @type {HTMLDialogElement} */ (document.getElementById("leave-dialog"));
-const leaveName = /** @type {HTMLElement} */ (document.getElementById("leave-name"));
+const rows = /** @type {HTMLUListElement} */ (byId("documents"));
+const emptyState = byId("empty");
+const loading = byId("loading");
+const errorBox = byId("list-error");
+const createForm = /** @type {HTMLFormElement} */ (byId("create-form"));
+const newTitle = /** @type {HTMLInputElement} */ (byId("new-title"));
+const leaveDialog = /** @type {HTMLDialogElement} */ (byId("leave-dialog"));
+const leaveName = byId("leave-name");
 
 /** @type {DocumentSummary[]} */
 let documents = [];
@@ -48,96 +50,78 @@ function clearError() {
   errorBox.textContent = "";
 }
 
-/** @param {string} title */
-function displayTitle(title) {
-  return title.trim() || "Untitled";
-}
-
 function render() {
   sortRows(documents); // library.js: by last change or by title
   rows.replaceChildren(...documents.map(renderRow));
   emptyState.hidden = documents.length > 0;
 }
 
+/**
+ * "Shared by ann · view only": who shared a document that is not the writer's own, and for what.
+ * @param {DocumentSummary} doc
+ * @param {string} role
+ */
+function sharedBadge(doc, role) {
+  const badge = element("span", `badge badge-role badge-${role}`);
+  badge.dataset.testid = "role";
+  const [label, verb] = { viewer: ["view only", "read"], commenter: ["can comment", "comment on"] }[role] || [
+    "can edit",
+    "edit",
+  ];
+  badge.textContent = `Shared by ${doc.owner} · ${label}`;
+  badge.title = `${doc.owner} shared this document with you to ${verb}`;
+  return badge;
+}
+
 /** @param {DocumentSummary} doc */
 function renderRow(doc) {
-  const row = document.createElement("li");
   const role = roleOf(doc);
-  row.className = "doc-row";
-  row.dataset.testid = "doc-row";
-  row.dataset.id = doc.id;
-  row.dataset.role = role;
-
-  const body = document.createElement("div");
-  body.className = "doc-body";
-  const link = document.createElement("a");
-  link.className = "doc-title";
-  link.href = `/d/${encodeURIComponent(doc.id)}`;
-  link.textContent = displayTitle(doc.title);
-  const meta = document.createElement("div");
-  meta.className = "doc-meta";
-  const edited = document.createElement("time");
+  const href = documentHref(doc.id);
+  const edited = /** @type {HTMLTimeElement} */ (element("time"));
   edited.dateTime = doc.updated_at;
   edited.title = new Date(doc.updated_at).toLocaleString();
   edited.textContent = `edited ${timeAgo(doc.updated_at)}`;
-  meta.append(edited, ` · ${doc.chars.toLocaleString()} ${doc.chars === 1 ? "character" : "characters"}`);
-  if (role !== "owner") {
-    const shared = document.createElement("span");
-    shared.className = `badge badge-role badge-${role}`;
-    shared.dataset.testid = "role";
-    // comments: commenters read and comment
-    const [label, verb] = { viewer: ["view only", "read"], commenter: ["can comment", "comment on"] }[role] || [
-      "can edit",
-      "edit",
-    ];
-    shared.textContent = `Shared by ${doc.owner} · ${label}`;
-    shared.title = `${doc.owner} shared this document with you to ${verb}`;
-    meta.prepend(shared, " ");
-  }
-  const preview = document.createElement("p");
-  preview.className = "doc-preview";
-  preview.textContent = doc.preview.replace(/\s+/g, " ").trim() || "Empty document";
-  body.append(link, meta, preview);
-
-  const actions = document.createElement("div");
-  actions.className = "doc-actions";
-  const open = document.createElement("a");
-  open.className = "button quiet";
-  open.href = link.href;
-  open.textContent = "Open";
-  open.dataset.testid = "open";
-  actions.append(open);
-  if (role !== "viewer") actions.append(actionButton("Rename", "rename", () => startRename(row, doc)));
-  if (role === "owner") {
-    const remove = actionButton("Delete", "delete", () => confirmDelete(doc));
-    remove.classList.add("danger");
-    remove.title = "Move to the trash; it is kept there for 30 days";
-    actions.append(remove);
-  } else {
-    const leave = actionButton("Leave", "leave", () => confirmLeave(doc));
-    leave.title = "Remove this shared document from your list; its owner can share it again";
-    actions.append(leave);
-  }
-
-  row.append(body, actions);
+  const size = ` · ${doc.chars.toLocaleString()} ${doc.chars === 1 ? "character" : "characters"}`;
+  const preview = element("p", "doc-preview", doc.preview.replace(/\s+/g, " ").trim() || "Empty document");
+  const row = documentRow({
+    testid: "doc-row",
+    id: doc.id,
+    title: doc.title,
+    href,
+    facts: role === "owner" ? [edited, size] : [sharedBadge(doc, role), " ", edited, size],
+    excerpt: preview,
+    actions: (row) => rowActions(row, doc, role, href),
+  });
+  row.dataset.role = role;
   decorateRow(row, doc, role); // library.js: tag chips and the Tags action
-  actions.insertBefore(rowExportMenu(doc), open.nextSibling); // exporting.js: Export per row
   return row;
 }
 
 /**
- * @param {string} label
- * @param {string} testid
- * @param {() => void} onClick
+ * Open, Export, and what this writer's role allows: Rename for all but viewers, then Delete for
+ * the owner or Leave for the others.
+ * @param {HTMLLIElement} row
+ * @param {DocumentSummary} doc
+ * @param {string} role
+ * @param {string} href
  */
-function actionButton(label, testid, onClick) {
-  const button = document.createElement("button");
-  button.type = "button";
-  button.className = "button quiet";
-  button.textContent = label;
-  button.dataset.testid = testid;
-  button.addEventListener("click", onClick);
-  return button;
+function rowActions(row, doc, role, href) {
+  const open = /** @type {HTMLAnchorElement} */ (element("a", "button quiet", "Open"));
+  open.href = href;
+  open.dataset.testid = "open";
+  /** @type {HTMLElement[]} */
+  const actions = [open, rowExportMenu(doc)];
+  if (role !== "viewer") actions.push(button("Rename", "rename", () => startRename(row, doc)));
+  if (role === "owner") {
+    const remove = button("Delete", "delete", () => confirmDelete(doc), "button quiet danger");
+    remove.title = "Move to the trash; it is kept there for 30 days";
+    actions.push(remove);
+  } else {
+    const leave = button("Leave", "leave", () => confirmLeave(doc));
+    leave.title = "Remove this shared document from your list; its owner can share it again";
+    actions.push(leave);
+  }
+  return actions;
 }
 
 /**
@@ -245,14 +229,14 @@ function confirmRemoval(doc, dialog, nameSlot, answer, path) {
 
 createForm.addEventListener("submit", async (event) => {
   event.preventDefault();
-  const button = /** @type {HTMLButtonElement} */ (createForm.querySelector("button"));
-  button.disabled = true;
+  const submit = /** @type {HTMLButtonElement} */ (createForm.querySelector("button"));
+  submit.disabled = true;
   try {
     const created = await callApi("POST", "/api/documents", { title: newTitle.value.trim() || "Untitled" });
-    location.assign(`/d/${encodeURIComponent(created.id)}`);
+    location.assign(documentHref(created.id));
   } catch (exc) {
     showError(exc);
-    button.disabled = false;
+    submit.disabled = false;
   }
 });
 
@@ -260,7 +244,7 @@ async function load() {
   try {
     const [account, answer] = await Promise.all([signedInAccount(), callApi("GET", listPath())]);
     me = account.username;
-    bindAccount(/** @type {HTMLElement} */ (document.getElementById("account")), account, new Panels());
+    bindAccount(byId("account"), account, new Panels());
     documents = answer.documents;
     clearError();
     render();
@@ -282,18 +266,18 @@ async function reload() {
   }
 }
 
-bindThemeToggle(/** @type {HTMLButtonElement} */ (document.getElementById("theme-toggle")));
+bindThemeToggle(byId("theme-toggle"));
 load();
 initLibrary({ reload });
-// Export and import (issue 12, item 1): a file dropped on the list, or chosen, becomes a document.
+// A file dropped on the list, or chosen, becomes a document.
 bindImport({
-  zone: /** @type {HTMLElement} */ (document.getElementById("import-zone")),
-  area: /** @type {HTMLElement} */ (document.getElementById("library-main")),
-  input: /** @type {HTMLInputElement} */ (document.getElementById("import-input")),
-  progress: /** @type {HTMLProgressElement} */ (document.getElementById("import-progress")),
-  status: /** @type {HTMLElement} */ (document.getElementById("import-status")),
-  error: /** @type {HTMLElement} */ (document.getElementById("import-error")),
-  onImported: (doc) => location.assign(`/d/${encodeURIComponent(doc.id)}`),
+  zone: byId("import-zone"),
+  area: byId("library-main"),
+  input: /** @type {HTMLInputElement} */ (byId("import-input")),
+  progress: /** @type {HTMLProgressElement} */ (byId("import-progress")),
+  status: byId("import-status"),
+  error: byId("import-error"),
+  onImported: (doc) => location.assign(documentHref(doc.id)),
 });
 // "edited 5 min ago" goes stale while the page stays open; skip while a rename is being typed.
 setInterval(() => {

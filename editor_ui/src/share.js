@@ -2,6 +2,7 @@
 // by username, changing roles, removing people, and share links (create, copy once, revoke).
 
 import { ApiError, callApi, documentPath } from "./api.js";
+import { button, element } from "./dom.js";
 import { colorOf } from "./identity.js";
 import { timeAgo, timeUntil } from "./time.js";
 
@@ -34,18 +35,6 @@ function explain(exc, username) {
     default:
       return exc.message;
   }
-}
-
-/**
- * @param {string} tag
- * @param {string} [className]
- * @param {string} [text]
- */
-function element(tag, className, text) {
-  const made = document.createElement(tag);
-  if (className) made.className = className;
-  if (text !== undefined) made.textContent = text;
-  return made;
 }
 
 /**
@@ -187,11 +176,11 @@ export class SharePanel {
         this.showError("You own this document already.");
         return;
       }
-      const button = /** @type {HTMLButtonElement} */ (inviteForm.querySelector("button"));
-      button.disabled = true;
+      const submit = /** @type {HTMLButtonElement} */ (inviteForm.querySelector("button"));
+      submit.disabled = true;
       const body = { username: name, role: inviteRole.value };
       const worked = await this.apply(() => callApi("POST", `${this.path}/members`, body), name);
-      button.disabled = false;
+      submit.disabled = false;
       if (worked) username.value = "";
       username.focus();
     });
@@ -200,15 +189,15 @@ export class SharePanel {
     const expiry = /** @type {HTMLSelectElement} */ (linkForm.querySelector("[data-testid=link-expiry]"));
     linkForm.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const button = /** @type {HTMLButtonElement} */ (linkForm.querySelector("button"));
-      button.disabled = true;
+      const submit = /** @type {HTMLButtonElement} */ (linkForm.querySelector("button"));
+      submit.disabled = true;
       const body = { role: linkRole.value, expires_in_days: expiry.value ? Number(expiry.value) : null };
       /** @type {{url: string, role: Role} | null} */
       let created = null;
       await this.apply(async () => {
         created = await callApi("POST", `${this.path}/links`, body);
       });
-      button.disabled = false;
+      submit.disabled = false;
       if (created) this.showNewLink(created);
     });
 
@@ -263,13 +252,17 @@ export class SharePanel {
               member.username,
             ),
           );
-          const remove = element("button", "button quiet danger", "Remove");
-          remove.setAttribute("type", "button");
-          remove.dataset.testid = "member-remove";
-          remove.title = `Take away ${member.username}'s access`;
-          remove.addEventListener("click", () =>
-            this.apply(() => callApi("DELETE", `${this.path}/members/${encodeURIComponent(member.username)}`), member.username),
+          const remove = button(
+            "Remove",
+            "member-remove",
+            () =>
+              this.apply(
+                () => callApi("DELETE", `${this.path}/members/${encodeURIComponent(member.username)}`),
+                member.username,
+              ),
+            "button quiet danger",
           );
+          remove.title = `Take away ${member.username}'s access`;
           row.append(select, remove);
         } else {
           row.append(element("span", `badge badge-role badge-${member.role}`, ROLE_LABELS[member.role] || member.role));
@@ -307,13 +300,13 @@ export class SharePanel {
         if (link.expires_at) detail.title = `Expires ${new Date(link.expires_at).toLocaleString()}`;
         row.append(badge, detail);
         if (live(link)) {
-          const revoke = element("button", "button quiet danger", "Revoke");
-          revoke.setAttribute("type", "button");
-          revoke.dataset.testid = "link-revoke";
-          revoke.title = "Stop this link from letting anyone else in (people who joined keep their access)";
-          revoke.addEventListener("click", () =>
-            this.apply(() => callApi("DELETE", `${this.path}/links/${encodeURIComponent(String(link.id))}`)),
+          const revoke = button(
+            "Revoke",
+            "link-revoke",
+            () => this.apply(() => callApi("DELETE", `${this.path}/links/${encodeURIComponent(String(link.id))}`)),
+            "button quiet danger",
           );
+          revoke.title = "Stop this link from letting anyone else in (people who joined keep their access)";
           row.append(revoke);
         }
         return row;

@@ -2,6 +2,7 @@
 // the selection's), and the model, latency and alternatives of the suggestions.
 
 import { WORDS_PER_MINUTE, readingTime } from "./counts.js";
+import { byId } from "./dom.js";
 
 const NOTICE_MS = 5_000;
 
@@ -51,24 +52,17 @@ function plural(count, noun) {
   return `${NUMBER.format(count)} ${noun}${count === 1 ? "" : "s"}`;
 }
 
-/** @param {string} id */
-function element(id) {
-  const found = document.getElementById(id);
-  if (!found) throw new Error(`editor.html lacks #${id}`);
-  return found;
-}
-
 export class StatusBar {
   constructor() {
-    this.model = element("status-model");
-    this.ttft = element("status-ttft");
-    this.generating = element("status-generating");
-    this.counter = element("alt-counter");
-    this.notice = element("status-notice");
-    this.save = element("status-save");
-    this.connection = element("status-connection");
-    this.counts = element("status-counts");
-    this.selection = element("status-selection");
+    this.model = byId("status-model");
+    this.ttft = byId("status-ttft");
+    this.generating = byId("status-generating");
+    this.counter = byId("alt-counter");
+    this.notice = byId("status-notice");
+    this.save = byId("status-save");
+    this.connection = byId("status-connection");
+    this.counts = byId("status-counts");
+    this.selection = byId("status-selection");
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.noticeTimer = undefined;
   }

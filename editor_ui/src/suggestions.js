@@ -16,6 +16,9 @@ import {
 } from "./ghost.js";
 
 const PROTOCOL_VERSION = 1;
+/** sessionStorage's key for this tab's id, and the ids the server accepts. */
+const TAB_KEY = "cowrite.tab";
+const TAB_ID = /^[A-Za-z0-9_-]{1,32}$/;
 
 /** @type {Record<string, string>} */
 const DONE_NOTICES = {
@@ -23,6 +26,30 @@ const DONE_NOTICES = {
   error: "The suggestion failed on the server.",
   time: "The suggestion ran out of time.",
 };
+
+/**
+ * The document's suggestion socket, for this tab.
+ * @param {string} id the document's id
+ */
+export function suggestionSocketUrl(id) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const tab = encodeURIComponent(tabId());
+  return `${scheme}://${location.host}/ws/suggest/${encodeURIComponent(id)}?tab=${tab}`;
+}
+
+/**
+ * This tab's id: the server keeps one suggestion session (and its cached context) per writer,
+ * document and tab, so two tabs of one writer don't cancel each other's suggestions. Kept in
+ * sessionStorage, so a reload or a reconnect keeps it and other tabs get their own.
+ */
+function tabId() {
+  let id = sessionStorage.getItem(TAB_KEY);
+  if (!id || !TAB_ID.test(id)) {
+    id = Math.random().toString(36).slice(2, 12);
+    sessionStorage.setItem(TAB_KEY, id);
+  }
+  return id;
+}
 
 export class Suggester {
   /**
