@@ -1,7 +1,8 @@
 """The engine: one decode loop that serves every request, step by step, in a shared batch.
 
 Requests join between steps, prefill in chunks, reuse their session's KV, and leave the batch the
-step after they end, are cancelled or are superseded. The model call runs on a worker thread.
+step after they end, are cancelled or are superseded. Who joins and what each step reads is the
+`Scheduler`'s answer; the engine carries it out. The model call runs on a worker thread.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ from types import TracebackType
 
 import torch
 
+from streaming.admission import Refusal
 from streaming.errors import InvalidRequest
 from streaming.jobs import AltState, Generation, Job
 from streaming.kv import common_prefix
 from streaming.observer import EngineObserver
-from streaming.params import Alternative, Completion, Delta, GenerationRequest, Status
-from streaming.queues import FairQueue
+from streaming.params import Delta, GenerationRequest, Status
 from streaming.runner import ModelRunner, RowInput
 from streaming.sampling import sample_next
+from streaming.scheduler import IdleSession, Progress, Scheduler, Ticket
 from streaming.sessions import SessionTable
 from streaming.text import TextStream
-from streaming.tokenizing import PromptTokenizer, Tokenizer
+from streaming.tokenizing import PromptTokenizer, Tokenizer, end_ids, leading_special
 from streaming.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -84,12 +86,20 @@ class Engine:
         self.limits = limits or EngineLimits()
         model_limit = getattr(runner.config, "max_position_embeddings", None) or 2048
         self.context_tokens = min(self.limits.context_tokens, model_limit)
-        self.eos_ids = _eos_ids(runner, tokenizer)
-        self._bos = _leading_special(tokenizer)
+        self.eos_ids = end_ids(runner.model, tokenizer)
+        self._bos = leading_special(tokenizer)
         self._vocabulary = Vocabulary(tokenizer, runner.config.vocab_size)
         self._sessions = SessionTable(self.limits.max_sessions, self.limits.owner_sessions)
-        self._waiting = FairQueue()
-        self._active: list[Job] = []
+        self._scheduler = Scheduler(
+            max_rows=self.limits.max_rows,
+            max_queue=self.limits.max_queue,
+            prefill_chunk=self.limits.prefill_chunk,
+            kv_budget_bytes=self.limits.kv_budget_bytes,
+            bytes_per_token=runner.cache_shape.bytes_per_token,
+            owner_requests=self.limits.owner_requests,
+            owner_rows=self.limits.owner_rows,
+        )
+        self._active: list[Job] = []  # admitted jobs, in the order they joined, until their rows are freed
         self._jobs: dict[str, Job] = {}  # every request not yet ended: tokenizing, waiting, active
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -198,13 +208,18 @@ class Engine:
         # a newer request in a session supersedes the older one, whatever stage that one is at
         for older in [j for j in self._jobs.values() if j.request.session == request.session]:
             self._finish(older, Status.SUPERSEDED)
-        if self._refuse(job):
+        refusal = self._refusal_while_down() or self._scheduler.open_request(
+            job.id, request.owner, request.n, exempt=self._warming
+        )
+        if refusal is not None:
+            self._finish(job, refusal.status, error=refusal.reason)
             return Generation(job, self.cancel)
-        self._jobs[job.id] = job  # counts against its owner's caps while it is tokenized
+        self._jobs[job.id] = job  # open to cancel, supersede and abandon while it is tokenized
         try:
             job.prompt_ids = await self._tokenizing.tokens(request)
         except InvalidRequest:
             self._jobs.pop(job.id, None)
+            self._scheduler.close_request(job.id)
             raise
         except Exception as exc:  # the tokenizer failed on this prompt: this request alone fails
             self._jobs.pop(job.id, None)
@@ -218,10 +233,12 @@ class Engine:
             return Generation(job, self.cancel)
         if request.heal:
             self._take_healed(job)
-        if self._full():
-            self._finish(job, Status.BUSY, error=self._busy_reason())
+        tokens = len(job.prompt_ids) + request.max_new_tokens
+        ticket = Ticket(job.id, request.owner, request.session, request.n, tokens)
+        refusal = self._refusal_while_down() or self._scheduler.queue_request(ticket, exempt=self._warming)
+        if refusal is not None:
+            self._finish(job, refusal.status, error=refusal.reason)
             return Generation(job, self.cancel)
-        self._waiting.push(job)
         self._wake.set()
         return Generation(job, self.cancel)
 
@@ -277,45 +294,21 @@ class Engine:
         await self._idle.wait()
 
     def stats(self) -> EngineStats:
-        rows = sum(len(j.live_alts()) or 1 for j in self._active)
         return EngineStats(
             steps=self.steps,
-            queued=len(self._waiting),
+            queued=self._scheduler.queued,
             active_requests=len(self._active),
-            active_rows=rows,
+            active_rows=self._rows_in_use(),
             sessions=len(self._sessions),
             kv_bytes=self._kv_bytes(),
             open_requests=len(self._jobs),
         )
 
-    def _refuse(self, job: Job) -> bool:
-        """End a new job at once if it cannot be taken now; True if it was."""
-        if self._full():
-            self._finish(job, Status.BUSY, error=self._busy_reason())
-            return True
-        owner = job.request.owner
-        if not owner:
-            return False
-        mine = [j for j in self._jobs.values() if j.request.owner == owner and not j.done]
-        requests, rows = self.limits.owner_requests, self.limits.owner_rows
-        if requests and len(mine) >= requests:
-            self._finish(job, Status.LIMITED, error=f"its owner has {len(mine)} requests in progress")
-            return True
-        taken = sum(j.request.n for j in mine)
-        if rows and taken + job.request.n > rows:
-            self._finish(job, Status.LIMITED, error=f"its owner has {taken} of its {rows} rows in use")
-            return True
-        return False
-
-    def _full(self) -> bool:
-        if self._warming:
-            return False
-        return self.failure is not None or len(self._waiting) >= self.limits.max_queue
-
-    def _busy_reason(self) -> str:
-        if self.failure is not None:
-            return f"the engine is restarting after a fault ({self.failure})"
-        return f"the queue is full ({self.limits.max_queue} requests waiting)"
+    def _refusal_while_down(self) -> Refusal | None:
+        """`busy` while the decode loop is down, waiting to restart; never for the warm-up's own requests."""
+        if self.failure is None or self._warming:
+            return None
+        return Refusal(Status.BUSY, f"the engine is restarting after a fault ({self.failure})")
 
     # the loop and its supervisor
 
@@ -346,7 +339,7 @@ class Engine:
 
     def _abandon(self, status: Status, reason: str) -> None:
         """End every request with `status` and free every row and session: a fresh start."""
-        for job in [*self._jobs.values(), *self._waiting, *self._active]:
+        for job in [*self._jobs.values(), *self._active]:  # waiting jobs are among `_jobs`
             self._finish(job, status, error=None if status is Status.CANCELLED else reason)
         for job in self._active:
             for alt in job.alts[1:]:
@@ -357,7 +350,7 @@ class Engine:
         for session in list(self._sessions):
             self._sessions.drop(session.key)
         self._active.clear()
-        self._waiting.clear()
+        self._scheduler.clear()
         self._jobs.clear()
         self._forwarding = False
         self._idle.set()
@@ -460,36 +453,28 @@ class Engine:
         return first + await self._forward(loop, inputs[half:])
 
     def _plan(self) -> tuple[list[RowInput], list[tuple[Job, AltState | None]]]:
-        """This step's rows: every decoding row's next token, then prompt chunks up to the budget."""
-        inputs: list[RowInput] = []
-        owners: list[tuple[Job, AltState | None]] = []
-        budget = self.limits.prefill_chunk
-        decoding = [j for j in self._active if j.decoding]
-        prefilling = [j for j in self._active if not j.decoding]
-        for job in decoding + prefilling:
-            if job.done:
-                continue
-            if not job.decoding:
-                assert job.row is not None
-                # a prompt is read in whole chunks from where its row starts, whatever else is in
-                # the step, so in bf16 a row's numbers do not depend on its neighbours
-                chunk = min(len(job.prompt_ids) - job.row.length, self.limits.prefill_chunk)
-                if chunk > budget and budget < self.limits.prefill_chunk:
-                    continue  # no room left in this step: the next one
-            try:
-                items = self._inputs(job)
-            except Exception as exc:
-                self._fail(job, "planning its step", exc)
-                continue
-            for item, alt in items:
-                inputs.append(item)
-                owners.append((job, alt))
-                if alt is None:
-                    budget -= len(item.tokens)
-        return inputs, owners
+        """This step's rows, as the scheduler plans them: every decoding row's next token, then
+        prompt chunks. A job whose rows cannot be made fails alone, and the step is planned again
+        without it, so its share of the prompt budget goes to the others."""
+        while True:
+            running = {j.id: j for j in self._active if not j.done}
+            slots = self._scheduler.plan_step([Progress(j.id, j.prompt_left) for j in running.values()])
+            inputs: list[RowInput] = []
+            owners: list[tuple[Job, AltState | None]] = []
+            for slot in slots:
+                job = running[slot.id]
+                try:
+                    items = self._inputs(job, slot.prompt_tokens)
+                except Exception as exc:
+                    self._fail(job, "planning its step", exc)
+                    break  # plan the step again, without it
+                inputs += [item for item, _ in items]
+                owners += [(job, alt) for _, alt in items]
+            else:  # every planned job gave its rows
+                return inputs, owners
 
-    def _inputs(self, job: Job) -> list[tuple[RowInput, AltState | None]]:
-        """One job's rows for this step: its alternatives' next tokens, or its next prompt chunk."""
+    def _inputs(self, job: Job, prompt_tokens: int) -> list[tuple[RowInput, AltState | None]]:
+        """One job's rows for this step: its alternatives' next tokens, or its next `prompt_tokens`."""
         if job.decoding:
             rows: list[tuple[RowInput, AltState | None]] = []
             for alt in job.live_alts():
@@ -498,26 +483,20 @@ class Engine:
             return rows
         assert job.row is not None
         start = job.row.length
-        take = min(len(job.prompt_ids) - start, self.limits.prefill_chunk)
-        last = start + take == len(job.prompt_ids)
-        return [(RowInput(job.row, job.prompt_ids[start : start + take], last), None)]
+        last = start + prompt_tokens == len(job.prompt_ids)
+        return [(RowInput(job.row, job.prompt_ids[start : start + prompt_tokens], last), None)]
 
     def _admit(self, now: float) -> None:
-        """Move waiting requests into the batch while rows and KV allow, one owner at a time in turn."""
-        rows = sum(len(j.live_alts()) or 1 for j in self._active)
-        budget = self.limits.kv_budget_bytes
-        per_token = self.runner.cache_shape.bytes_per_token
-        while (job := self._waiting.peek()) is not None:
-            need_rows = job.request.n
-            if self._active and rows + need_rows > self.limits.max_rows:
+        """Move waiting requests into the batch, one at a time, as the scheduler decides."""
+        rows = self._rows_in_use()
+        while self._scheduler.queued:
+            idle = [IdleSession(s.key, 0 if s.row is None else s.row.nbytes) for s in self._sessions.idle()]
+            admission = self._scheduler.next_admission(rows, self._kv_bytes(), idle)
+            for key in admission.evict:
+                self._sessions.drop(key)
+            if admission.ticket is None:
                 return
-            need = (len(job.prompt_ids) + job.request.max_new_tokens) * need_rows * per_token
-            own = self._sessions.get(job.request.session)
-            while self._kv_bytes() + need > budget and self._sessions.evict_one(keep=own):
-                pass
-            if self._active and self._kv_bytes() + need > budget:
-                return
-            self._waiting.pop()
+            job = self._jobs[admission.ticket.id]
             try:
                 self._place(job, now)
             except Exception as exc:
@@ -526,7 +505,7 @@ class Engine:
                 if session is not None and session.job in (job, None):
                     self._sessions.drop(session.key)
                 continue
-            rows += need_rows
+            rows += admission.ticket.rows
 
     def _place(self, job: Job, now: float) -> None:
         """Give an admitted job its session's row, reusing the longest prefix it already holds."""
@@ -621,26 +600,15 @@ class Engine:
         """End a job now: its completion goes out at once; its rows are freed by `_reap`."""
         if job.done:
             return
-        now = time.monotonic()
         for alt in job.live_alts():
             alt.status = status
-        alternatives = [Alternative(a.index, a.text.text, list(a.tokens), a.status) for a in job.alts] or [
-            Alternative(i, status=status) for i in range(job.request.n)
-        ]
-        job.completion = Completion(
-            id=job.id,
-            status=status,
-            alternatives=alternatives,
-            prompt_tokens=len(job.prompt_ids),
-            reused_tokens=job.reused,
-            ttft_s=None if job.first_token_at is None else job.first_token_at - job.submitted_at,
-            total_s=now - job.submitted_at,
-            error=error,
-        )
         job.ended_at_step = self.steps
         job.in_flight_at_end = int(self._forwarding and job.last_step == self.steps)
-        self._waiting.remove(job)
-        job.events.put_nowait(job.completion)
+        self._scheduler.close_request(job.id)
+        alternatives = job.decoded(status)
+        job.end(
+            status, alternatives, prompt_tokens=len(job.prompt_ids), reused_tokens=job.reused, error=error
+        )
         if self.observer is not None:
             self.observer.ended(status, sum(len(a.tokens) for a in job.alts))
         self._wake.set()
@@ -666,27 +634,14 @@ class Engine:
             if not keep or session.closed:
                 self._sessions.drop(session.key)
 
+    def _rows_in_use(self) -> int:
+        """Rows the batch holds: a job's live alternatives, or its one prompt row."""
+        return sum(len(j.live_alts()) or 1 for j in self._active)
+
     def _kv_bytes(self) -> int:
+        """KV held: the sessions' cached rows (running jobs' prompt rows among them) and the forks."""
         forks = sum(a.row.nbytes for j in self._active for a in j.alts[1:])
         return self._sessions.cached_bytes() + forks
-
-
-def _eos_ids(runner: ModelRunner, tokenizer: Tokenizer) -> frozenset[int]:
-    ids: set[int] = set()
-    config = getattr(runner.model, "generation_config", None)
-    for source in (getattr(config, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
-        if isinstance(source, int):
-            ids.add(source)
-        elif isinstance(source, (list, tuple)):
-            ids.update(int(i) for i in source)
-    return frozenset(ids)
-
-
-def _leading_special(tokenizer: Tokenizer) -> list[int]:
-    """The tokens (a BOS) that the tokenizer puts before every text, kept through left cuts."""
-    plain = tokenizer.encode("a", add_special_tokens=False)
-    full = tokenizer.encode("a", add_special_tokens=True)
-    return full[: len(full) - len(plain)] if full[len(full) - len(plain) :] == plain else []
 
 
 def _describe(exc: BaseException) -> str:

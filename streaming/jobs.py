@@ -1,22 +1,19 @@
-"""A request inside the engine (`Job`, with one `AltState` per alternative) and the caller's handle
-on it (`Generation`)."""
+"""A request inside an engine (`Job`, with one `AltState` per alternative), the session whose cached
+row it uses (`Session`), and the caller's handle on it (`Generation`)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import torch
 
 from streaming.kv import RowCache
-from streaming.params import Completion, Delta, GenerationRequest, Status
+from streaming.params import Alternative, Completion, Delta, GenerationRequest, Status
 from streaming.text import TextStream
-
-if TYPE_CHECKING:
-    from streaming.sessions import Session
 
 Event = Delta | Completion
 
@@ -65,8 +62,59 @@ class Job:
     def decoding(self) -> bool:
         return bool(self.alts)
 
+    @property
+    def prompt_left(self) -> int:
+        """Prompt tokens its row has yet to read; 0 once it decodes."""
+        if self.decoding:
+            return 0
+        assert self.row is not None, "a running job holds its session's row"
+        return len(self.prompt_ids) - self.row.length
+
     def live_alts(self) -> list[AltState]:
         return [a for a in self.alts if a.status is None]
+
+    def decoded(self, status: Status) -> list[Alternative]:
+        """Its alternatives as decoded so far; each `status` if none has started."""
+        if not self.alts:
+            return [Alternative(index, status=status) for index in range(self.request.n)]
+        return [Alternative(a.index, a.text.text, list(a.tokens), a.status) for a in self.alts]
+
+    def end(
+        self,
+        status: Status,
+        alternatives: list[Alternative],
+        *,
+        prompt_tokens: int,
+        reused_tokens: int,
+        error: str | None = None,
+    ) -> Completion:
+        """End the job: its completion, timed from its submission, is kept and sent after its deltas."""
+        assert self.completion is None, f"request {self.id} ended twice"
+        ttft = None if self.first_token_at is None else self.first_token_at - self.submitted_at
+        self.completion = Completion(
+            id=self.id,
+            status=status,
+            alternatives=alternatives,
+            prompt_tokens=prompt_tokens,
+            reused_tokens=reused_tokens,
+            ttft_s=ttft,
+            total_s=time.monotonic() - self.submitted_at,
+            error=error,
+        )
+        self.events.put_nowait(self.completion)
+        return self.completion
+
+
+@dataclass(eq=False)
+class Session:
+    """One session key's cached row and the job currently using it, if any."""
+
+    key: str
+    owner: str = ""
+    row: RowCache | None = None
+    job: Job | None = None
+    last_used: float = 0.0  # when a request last started or ended in it (the engine's clock)
+    closed: bool = False  # its caller is gone: free it once no request uses it
 
 
 class Generation:

@@ -5,45 +5,52 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterator
+from typing import Generic, Protocol, TypeVar
 
-from streaming.jobs import Job
+
+class Owned(Protocol):
+    @property
+    def owner(self) -> str: ...
 
 
-class FairQueue:
-    """Waiting jobs by owner; `peek`/`pop` give the head of the queue of the owner whose turn it is."""
+T = TypeVar("T", bound=Owned)
+
+
+class FairQueue(Generic[T]):
+    """Waiting items by owner; `peek`/`pop` give the head of the queue of the owner whose turn it is."""
 
     def __init__(self) -> None:
-        self._by_owner: OrderedDict[str, deque[Job]] = OrderedDict()  # owners in turn order
+        self._by_owner: OrderedDict[str, deque[T]] = OrderedDict()  # owners in turn order
 
     def __len__(self) -> int:
-        return sum(len(jobs) for jobs in self._by_owner.values())
+        return sum(len(items) for items in self._by_owner.values())
 
-    def __iter__(self) -> Iterator[Job]:
-        return (job for jobs in self._by_owner.values() for job in jobs)
+    def __iter__(self) -> Iterator[T]:
+        return (item for items in self._by_owner.values() for item in items)
 
-    def push(self, job: Job) -> None:
-        self._by_owner.setdefault(job.request.owner, deque()).append(job)
+    def push(self, item: T) -> None:
+        self._by_owner.setdefault(item.owner, deque()).append(item)
 
-    def peek(self) -> Job | None:
-        for jobs in self._by_owner.values():
-            return jobs[0]
+    def peek(self) -> T | None:
+        for items in self._by_owner.values():
+            return items[0]
         return None
 
-    def pop(self) -> Job:
-        """Take the next job; its owner's next one waits for the owner's next turn."""
-        owner, jobs = next(iter(self._by_owner.items()))
-        job = jobs.popleft()
+    def pop(self) -> T:
+        """Take the next item; its owner's next one waits for the owner's next turn."""
+        owner, items = next(iter(self._by_owner.items()))
+        item = items.popleft()
         del self._by_owner[owner]
-        if jobs:
-            self._by_owner[owner] = jobs
-        return job
+        if items:
+            self._by_owner[owner] = items
+        return item
 
-    def remove(self, job: Job) -> None:
-        jobs = self._by_owner.get(job.request.owner)
-        if jobs is not None and job in jobs:
-            jobs.remove(job)
-            if not jobs:
-                del self._by_owner[job.request.owner]
+    def remove(self, item: T) -> None:
+        items = self._by_owner.get(item.owner)
+        if items is not None and item in items:
+            items.remove(item)
+            if not items:
+                del self._by_owner[item.owner]
 
     def clear(self) -> None:
         self._by_owner.clear()

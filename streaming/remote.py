@@ -19,6 +19,7 @@ from types import TracebackType
 
 import httpx
 
+from streaming.admission import OwnerShares
 from streaming.engine import EngineLimits, EngineStats
 from streaming.errors import InvalidRequest
 from streaming.interface import ModelInfo
@@ -36,7 +37,7 @@ from streaming.openai import (
     sse_data,
     upstream_user,
 )
-from streaming.params import Alternative, Completion, Delta, GenerationRequest, Status
+from streaming.params import Alternative, Delta, GenerationRequest, Status
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class RemoteEngine:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._relays: dict[str, _Relay] = {}
+        self._shares = OwnerShares(self.limits.owner_requests, self.limits.owner_rows)
         self._closing: dict[str, None] = {}  # session keys to close on the engine, oldest first
         self._close_wanted = asyncio.Event()
         self._closer: asyncio.Task[None] | None = None
@@ -273,24 +275,23 @@ class RemoteEngine:
         )
 
     def _refuse(self, relay: _Relay) -> bool:
-        """End a new request at once if this replica cannot send it now; True if it was."""
-        request = relay.job.request
+        """End a new request at once if this replica cannot send it now; True if it was. A request
+        sent holds its owner's share until `_forget`."""
+        job = relay.job
         in_flight = self.limits.max_rows + self.limits.max_queue
         if len(self._relays) >= in_flight:
             self._finish(relay, Status.BUSY, f"this replica has {in_flight} requests in flight to the engine")
             return True
-        if not request.owner:
-            return False
-        mine = [r for r in self._relays.values() if r.job.request.owner == request.owner]
-        requests, rows = self.limits.owner_requests, self.limits.owner_rows
-        if requests and len(mine) >= requests:
-            self._finish(relay, Status.LIMITED, f"its owner has {len(mine)} requests in progress")
-            return True
-        taken = sum(r.job.request.n for r in mine)
-        if rows and taken + request.n > rows:
-            self._finish(relay, Status.LIMITED, f"its owner has {taken} of its {rows} rows in use")
+        refusal = self._shares.claim(job.id, job.request.owner, job.request.n)
+        if refusal is not None:
+            self._finish(relay, refusal.status, refusal.reason)
             return True
         return False
+
+    def _forget(self, relay: _Relay) -> None:
+        """The request is over on this replica: it is no longer in flight, nor in its owner's share."""
+        self._relays.pop(relay.job.id, None)
+        self._shares.release(relay.job.id)
 
     # the relay: one task per request
 
@@ -336,7 +337,7 @@ class RemoteEngine:
         message, code = error_text(payload), response.status_code
         if code in (400, 422):
             param = error_param(payload)
-            self._relays.pop(relay.job.id, None)
+            self._forget(relay)
             if not answered.done():
                 name = ENGINE_NAMES.get(param or "", param or "request")
                 answered.set_exception(InvalidRequest(name, message.removeprefix(f"{param}: ")))
@@ -411,23 +412,18 @@ class RemoteEngine:
         job = relay.job
         if job.done:
             return
-        now = time.monotonic()
         alternatives = [
             Alternative(i, relay.texts[i], relay.token_ids[i], relay.ends[i] or status)
             for i in range(job.request.n)
         ]
-        job.completion = Completion(
-            id=job.id,
-            status=status,
-            alternatives=alternatives,
+        job.end(
+            status,
+            alternatives,
             prompt_tokens=relay.prompt_tokens,
             reused_tokens=relay.cached_tokens,
-            ttft_s=None if job.first_token_at is None else job.first_token_at - job.submitted_at,
-            total_s=now - job.submitted_at,
             error=error,
         )
-        job.events.put_nowait(job.completion)
-        self._relays.pop(job.id, None)
+        self._forget(relay)
         if self.observer is not None:
             self.observer.ended(status, sum(relay.counts))
         if relay.task is not None and relay.task is not asyncio.current_task():

@@ -9,25 +9,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from streaming.kv import RowCache
-
-if TYPE_CHECKING:
-    from streaming.jobs import Job
-
-
-@dataclass(eq=False)
-class Session:
-    """One session key's cached row and the job currently using it, if any."""
-
-    key: str
-    owner: str = ""
-    row: RowCache | None = None
-    job: Job | None = None
-    last_used: float = 0.0  # when a request last started or ended in it (the engine's clock)
-    closed: bool = False  # its caller is gone: free it once no request uses it
+from streaming.jobs import Session
 
 
 class SessionTable:
@@ -76,24 +59,28 @@ class SessionTable:
             session.closed = True
         # else a newer caller (a reconnected tab) is using it: it stays theirs
 
+    def idle(self) -> list[Session]:
+        """The sessions no request is using, least recently used first."""
+        return [s for s in self._sessions.values() if s.job is None]
+
     def evict_one(self, keep: Session | None = None) -> bool:
         """Free the least recently used idle session's KV; False when none can go."""
-        for session in self._sessions.values():
-            if session.job is None and session is not keep:
+        for session in self.idle():
+            if session is not keep:
                 self.drop(session.key)
                 return True
         return False
 
     def expire(self, unused_since: float) -> int:
         """Free every idle session last used before `unused_since`; how many went."""
-        stale = [s.key for s in self._sessions.values() if s.job is None and s.last_used < unused_since]
+        stale = [s.key for s in self.idle() if s.last_used < unused_since]
         for key in stale:
             self.drop(key)
         return len(stale)
 
     def oldest_idle(self) -> float | None:
         """When the least recently used idle session was last used; None if none is idle."""
-        return min((s.last_used for s in self._sessions.values() if s.job is None), default=None)
+        return min((s.last_used for s in self.idle()), default=None)
 
     def cached_bytes(self) -> int:
         return sum(s.row.nbytes for s in self._sessions.values() if s.row is not None)

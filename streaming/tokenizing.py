@@ -1,4 +1,5 @@
-"""Prompts to token ids on a worker thread, never on the event loop.
+"""Prompts to token ids on a worker thread, never on the event loop, and the special tokens (a BOS,
+the end of a text) that a tokenizer and its model put around a text.
 
 Prompts that arrive together are tokenized together, in one call to the thread, so requests
 submitted at once are queued at once (and share their first step).
@@ -19,6 +20,25 @@ Waiting = tuple[GenerationRequest, asyncio.Future[list[int]]]
 class Tokenizer(Protocol):
     def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
     def decode(self, ids: list[int], skip_special_tokens: bool = ...) -> str: ...
+
+
+def leading_special(tokenizer: Tokenizer) -> list[int]:
+    """The tokens (a BOS) that the tokenizer puts before every text, kept through left cuts."""
+    plain = tokenizer.encode("a", add_special_tokens=False)
+    full = tokenizer.encode("a", add_special_tokens=True)
+    return full[: len(full) - len(plain)] if full[len(full) - len(plain) :] == plain else []
+
+
+def end_ids(model: object, tokenizer: Tokenizer) -> frozenset[int]:
+    """The tokens that end a text: the model's generation config's and the tokenizer's."""
+    ids: set[int] = set()
+    config = getattr(model, "generation_config", None)
+    for source in (getattr(config, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, (list, tuple)):
+            ids.update(int(i) for i in source)
+    return frozenset(ids)
 
 
 class PromptTokenizer:
