@@ -13,7 +13,6 @@ import logging
 from collections import defaultdict
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 import anyio
@@ -22,6 +21,7 @@ from redis.exceptions import RedisError
 
 from server.cluster.broker import CONTROL, CONTROL_CHANNEL, Broker, Envelope, LocalBroker
 from server.errors import WS_4401_UNAUTHENTICATED
+from server.lifecycle import Lifecycle
 from storage.models import Role
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class SocketCount(Protocol):
     async def renew(self, open_sockets: dict[str, list[str]]) -> None: ...
 
 
-class LiveSockets:
+class LiveSockets(Lifecycle):
     """The open sockets of every user: capped per user (across replicas, given a shared count),
     told when a role changes, and closed when the session they were opened under ends. Changes
     announced here reach every replica's sockets through the broker.
@@ -176,29 +176,17 @@ class LiveSockets:
         self._ids: dict[Revocable, str] = {}  # socket -> its id in the shared count
         self._serial = itertools.count()
         self._released: MemoryObjectSendStream[tuple[str, str]] | None = None
-        self._stack: AsyncExitStack | None = None
 
-    async def __aenter__(self) -> LiveSockets:
-        async with AsyncExitStack() as stack:
-            group = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(group.cancel_scope.cancel)
-            stack.callback(await self.broker.subscribe(CONTROL_CHANNEL, self._on_control))
-            if self.shared is not None:
-                self._released, to_release = anyio.create_memory_object_stream[tuple[str, str]](
-                    RELEASE_BACKLOG
-                )
-                stack.callback(self._released.close)
-                group.start_soon(self._keep_count, self.shared, to_release)
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._stack is None:
-            raise RuntimeError("LiveSockets was not entered: use `async with LiveSockets(...)`")
-        stack, self._stack = self._stack, None
-        await stack.aclose()
+    async def _start(self, stack: AsyncExitStack) -> None:
+        group = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(group.cancel_scope.cancel)
+        stack.callback(await self.broker.subscribe(CONTROL_CHANNEL, self._on_control))
+        if self.shared is not None:
+            self._released, to_release = anyio.create_memory_object_stream[tuple[str, str]](
+                RELEASE_BACKLOG
+            )
+            stack.callback(self._released.close)
+            group.start_soon(self._keep_count, self.shared, to_release)
 
     async def add(self, user: str, document_id: str, socket: Revocable, session: str) -> bool:
         """Count a new socket opened under `session` (the session id's hash); False (and not

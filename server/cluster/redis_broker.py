@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from types import TracebackType
 from typing import Any, cast
 
 import anyio
@@ -30,6 +29,7 @@ from server.cluster.broker import (
     sleep_before_retry,
     wall_clock,
 )
+from server.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class BrokerUnavailable(RuntimeError):
     """Redis could not be reached at start-up; the message says where it was looked for."""
 
 
-class RedisBroker:
+class RedisBroker(Lifecycle):
     """An async context manager: its task group runs the listener and the resync retries."""
 
     def __init__(self, url: str) -> None:
@@ -81,7 +81,6 @@ class RedisBroker:
         self._resync_due: set[str] = set()
         self._unconfirmed: set[str] = set()  # subscribed without waiting for the confirmation
         self._group: TaskGroup | None = None
-        self._stack: AsyncExitStack | None = None
         self._take_lease: Any = self.redis.register_script(TAKE_LEASE)
         self._release_lease: Any = self.redis.register_script(RELEASE_LEASE)
 
@@ -93,7 +92,7 @@ class RedisBroker:
     def own_channel(self) -> str:
         return f"cowrite:replica:{self.replica}"  # so the listener always has a channel
 
-    async def __aenter__(self) -> RedisBroker:
+    async def _start(self, stack: AsyncExitStack) -> None:
         try:
             await self.redis.ping()
             self._pubsub = await self._open()
@@ -104,24 +103,13 @@ class RedisBroker:
             ) from exc
         # on the way out, last in first out: the listener and the resync retries are cancelled and
         # waited for, subscribing is refused from then on, and the clients close
-        async with AsyncExitStack() as stack:
-            stack.push_async_callback(self._close_clients)
-            stack.callback(setattr, self, "_group", None)
-            group = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(group.cancel_scope.cancel)
-            group.start_soon(self._listen)
-            group.start_soon(self._retry_resyncs)
-            self._group = group
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._stack is None:
-            raise RuntimeError("the broker is not running; enter `async with broker:` first")
-        stack, self._stack = self._stack, None
-        await stack.aclose()
+        stack.push_async_callback(self._close_clients)
+        stack.callback(setattr, self, "_group", None)
+        group = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(group.cancel_scope.cancel)
+        group.start_soon(self._listen)
+        group.start_soon(self._retry_resyncs)
+        self._group = group
 
     async def _close_clients(self) -> None:
         if self._pubsub is not None:

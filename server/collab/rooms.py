@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack
-from types import TracebackType
 
 import anyio
 from anyio.abc import TaskGroup
@@ -18,6 +17,7 @@ from server.cluster.broker import Broker, LocalBroker
 from server.collab.awareness import AwarenessLimits
 from server.collab.room import LEASE_S, Room, RoomClosed, RoomMetrics
 from server.errors import DatabaseUnavailable
+from server.lifecycle import Lifecycle
 from server.settings import Settings
 from storage import collab
 from storage.database import Store
@@ -29,7 +29,7 @@ ATTEMPTS = 2  # a room closed under a caller (idle, or dropped) is opened again 
 HAND_OVER_AFTER_SAVES = 3  # upkeep rounds the lease holder gets to save an edit before its writer is named
 
 
-class Rooms:
+class Rooms(Lifecycle):
     """The open rooms; an async context manager whose tasks run them."""
 
     def __init__(
@@ -59,29 +59,17 @@ class Rooms:
         self._opening = anyio.Lock()
         self._group: TaskGroup | None = None
         self._upkeep_scope = anyio.CancelScope()
-        self._stack: AsyncExitStack | None = None
 
-    async def __aenter__(self) -> Rooms:
+    async def _start(self, stack: AsyncExitStack) -> None:
         # on the way out, last in first out: the upkeep stops, every room saves and closes, a worker
         # still running (a room dropped meanwhile) is cancelled, and then rooms can no longer open
-        async with AsyncExitStack() as stack:
-            stack.callback(setattr, self, "_group", None)
-            group = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(group.cancel_scope.cancel)
-            stack.push_async_callback(self._close_all)
-            stack.callback(self._upkeep_scope.cancel)
-            group.start_soon(self._upkeep)
-            self._group = group
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._stack is None:
-            raise RuntimeError("Rooms was not entered: use `async with Rooms(...)`")
-        stack, self._stack = self._stack, None
-        await stack.aclose()
+        stack.callback(setattr, self, "_group", None)
+        group = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(group.cancel_scope.cancel)
+        stack.push_async_callback(self._close_all)
+        stack.callback(self._upkeep_scope.cancel)
+        group.start_soon(self._upkeep)
+        self._group = group
 
     async def _close_all(self) -> None:
         for room in list(self._rooms.values()):

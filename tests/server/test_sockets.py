@@ -257,7 +257,7 @@ async def test_a_control_reaches_this_replicas_sockets_and_every_other_one() -> 
 
 
 async def test_live_sockets_must_be_entered_before_they_are_left() -> None:
-    with pytest.raises(RuntimeError, match="async with LiveSockets"):
+    with pytest.raises(RuntimeError, match="LiveSockets is not running: enter it with `async with`"):
         await LiveSockets(per_user=1).__aexit__(None, None, None)
 
 
