@@ -28,14 +28,19 @@ LOCK = Path(__file__).resolve().parent.parent / "requirements" / "peer.txt"
 
 
 def locked_version() -> str:
-    """The sdist's version as requirements/peer.txt locks it (with its hash; `make lock` refreshes it)."""
-    match = re.search(rf"^{SDIST}==(\S+)", LOCK.read_text(), re.MULTILINE)
+    """The sdist's version as requirements/peer.txt locks it (with its hash; `make lock` refreshes it).
+
+    Read when the peer is built or started, not on import: the writers and speed benchmarks import
+    this module, and an installed copy of `bench` (the Docker image's) has no requirements/ beside it.
+    """
+    try:
+        text = LOCK.read_text()
+    except FileNotFoundError:
+        raise SystemExit(f"bench.peer: {LOCK} is missing; the peer runs from a checkout") from None
+    match = re.search(rf"^{SDIST}==(\S+)", text, re.MULTILINE)
     if match is None:
         raise SystemExit(f"bench.peer: {LOCK.name} does not lock {SDIST}; run `make lock`")
     return match.group(1)
-
-
-VERSION = locked_version()
 CACHE = Path.home() / ".cache" / "cowrite" / "peer"
 CMAKE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release",
@@ -67,7 +72,7 @@ SERVE_FLAGS = ["-np", "16", "-t", "2", "-c", "16384"]
 
 
 def binary(cache: Path = CACHE) -> Path:
-    return cache / f"llama.cpp-{VERSION}" / "build" / "bin" / "llama-server"
+    return cache / f"llama.cpp-{locked_version()}" / "build" / "bin" / "llama-server"
 
 
 def isa_flags() -> list[str]:
@@ -94,15 +99,16 @@ def build(cache: Path = CACHE) -> Path:
         if shutil.which(tool) is None:
             raise SystemExit(f"bench.peer: building llama-server needs {tool} on the PATH")
     cache.mkdir(parents=True, exist_ok=True)
-    archive = cache / f"{SDIST.replace('-', '_')}-{VERSION}.tar.gz"
+    version = locked_version()
+    archive = cache / f"{SDIST.replace('-', '_')}-{version}.tar.gz"
     if not archive.exists():
-        print(f"downloading the {SDIST} {VERSION} sdist", flush=True)
+        print(f"downloading the {SDIST} {version} sdist", flush=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", str(cache)]
             + ["--require-hashes", "-r", str(LOCK)],
             check=True,
         )
-    sources = cache / f"llama.cpp-{VERSION}"
+    sources = cache / f"llama.cpp-{version}"
     if not (sources / "CMakeLists.txt").exists():
         print("unpacking the vendored llama.cpp", flush=True)
         prefix = f"{archive.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"

@@ -5,6 +5,7 @@ locked set, and the checker catches a lock that no longer matches (deploy/locks.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -128,4 +129,21 @@ def test_the_dockerfile_copies_every_package_the_project_installs() -> None:
 
 def test_the_peer_is_built_from_the_locked_sdist() -> None:
     locked = load_locks().pins(ROOT / "requirements" / "peer.txt")
-    assert locked[canonicalize_name(peer.SDIST)] == [(peer.VERSION, "")]
+    assert locked[canonicalize_name(peer.SDIST)] == [(peer.locked_version(), "")]
+    assert peer.binary(Path("/cache")).parent.parent.parent.name == f"llama.cpp-{peer.locked_version()}"
+
+
+def test_the_benchmarks_import_the_peer_without_the_lock_beside_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An installed copy of bench/ (the Docker image's) has no requirements/: the writers and speed
+    benchmarks still import, and only building or starting the peer says what is missing."""
+    shutil.copytree(ROOT / "bench", tmp_path / "bench")  # bench/ alone, as installed
+    search = os.pathsep.join([str(tmp_path), str(ROOT)])
+    script = f"import bench.writers, bench.speed; assert bench.writers.__file__.startswith({str(tmp_path)!r})"
+    environment = {**os.environ, "PYTHONPATH": search}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, env=environment)
+    assert done.returncode == 0, done.stderr.decode()
+    monkeypatch.setattr(peer, "LOCK", tmp_path / "requirements" / "peer.txt")
+    with pytest.raises(SystemExit, match="peer.txt is missing; the peer runs from a checkout"):
+        peer.binary()
