@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 
 import torch
@@ -26,10 +26,11 @@ from streaming.kv import common_prefix
 from streaming.observer import EngineObserver
 from streaming.params import Delta, GenerationRequest, Status
 from streaming.runner import ModelRunner, RowInput
-from streaming.sampling import sample_next
+from streaming.sampling import discourage, probability, sample_next
 from streaming.scheduler import IdleSession, Progress, Scheduler, Ticket
 from streaming.sessions import SessionTable
-from streaming.text import TextStream
+from streaming.stopping import REPEAT_WINDOW_TOKENS, RepeatGuard, StopRules
+from streaming.text import TextStream, continues_word
 from streaming.tokenizing import PromptTokenizer, Tokenizer, end_ids, leading_special
 from streaming.vocabulary import Vocabulary
 
@@ -57,6 +58,10 @@ class EngineLimits:
     prompt_limit_chars: int = 100_000  # longer prompts are refused before they are tokenized
     prompt_limit_tokens: int = 32_768  # ... and prompts of more tokens after
     restart_delay_s: float = 1.0  # after the decode loop fails, doubling up to a minute
+    # under load, shorter before refusing: once this many rows are decoding or asked for, a new
+    # request gets at most `short_tokens` tokens and one alternative (0 turns it off)
+    crowded_rows: int = 12
+    short_tokens: int = 8
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,11 @@ class Engine:
         if self._loop_task is None:
             raise RuntimeError("engine not running; enter `async with engine:` or call start() first")
         now = time.monotonic()
+        shortened = self._crowded() and (request.max_new_tokens > self.limits.short_tokens or request.n > 1)
+        if shortened:
+            request = replace(
+                request, max_new_tokens=min(request.max_new_tokens, self.limits.short_tokens), n=1
+            )
         job = Job(
             id=f"gen-{next(self._ids)}-{uuid.uuid4().hex[:8]}",
             request=request,
@@ -204,6 +214,7 @@ class Engine:
             events=asyncio.Queue(),
             submitted_at=now,
             deadline=now + request.time_budget_s,
+            shortened=shortened,
         )
         # a newer request in a session supersedes the older one, whatever stage that one is at
         for older in [j for j in self._jobs.values() if j.request.session == request.session]:
@@ -241,6 +252,13 @@ class Engine:
             return Generation(job, self.cancel)
         self._wake.set()
         return Generation(job, self.cancel)
+
+    def _crowded(self) -> bool:
+        """Whether the batch is full enough that new requests should be shorter, not refused."""
+        if self._warming or not self.limits.crowded_rows:
+            return False
+        asked = sum(j.request.n for j in self._jobs.values() if not j.decoding and not j.done)
+        return self._rows_in_use() + asked >= self.limits.crowded_rows
 
     def _take_healed(self, job: Job) -> None:
         """Token healing: the prompt's last token comes off, and the first token sampled must begin
@@ -536,9 +554,24 @@ class Engine:
                     generator.manual_seed(seed + index)
                 healed = self._vocabulary.text(job.healed) if job.healed is not None else ""
                 skip = len(request.prefix) + len(healed)
-                stream = TextStream(self.tokenizer, request.stop, skip=skip)
+                stream = TextStream(self.tokenizer, request.stop, skip=skip, whole_words=request.whole_words)
+                guard = None
+                if request.no_repeat_ngram:
+                    context = job.prompt_ids[len(self._bos) :][-REPEAT_WINDOW_TOKENS:]
+                    guard = RepeatGuard.over(
+                        request.no_repeat_ngram, [self._vocabulary.word(t) for t in context]
+                    )
                 job.alts.append(
-                    AltState(index, row, stream, generator, forced=request.prefix, healing=job.healed)
+                    AltState(
+                        index,
+                        row,
+                        stream,
+                        generator,
+                        forced=request.prefix,
+                        healing=job.healed,
+                        rules=StopRules.of(request),
+                        guard=guard,
+                    )
                 )
             targets = job.alts
         else:
@@ -550,34 +583,69 @@ class Engine:
                 target.healing = None
             elif target.forced:
                 row_logits = self._vocabulary.restrict(row_logits, target.forced)
+            writers_own = bool(target.forced)  # spelling out what the writer typed: no rule applies
             token = sample_next(
-                row_logits, request.temperature, request.top_k, request.top_p, target.generator
+                self._discouraged(job, target, row_logits),
+                request.temperature,
+                request.top_k,
+                request.top_p,
+                target.generator,
             )
             if target.forced:
                 target.forced = self._vocabulary.consume(target.forced, token)
-            self._extend(job, target, token)
+            self._extend(job, target, token, probability(row_logits, token), writers_own)
         if not job.live_alts():
             statuses = {a.status for a in job.alts if a.status is not None}
             status = statuses.pop() if len(statuses) == 1 else Status.FINISHED
             self._finish(job, status)
 
-    def _extend(self, job: Job, alt: AltState, token: int) -> None:
-        """Append a sampled token to an alternative and stream the text it makes safe."""
+    def _discouraged(self, job: Job, alt: AltState, logits: torch.Tensor) -> torch.Tensor:
+        """The logits to sample from, with the request's repetition rules applied (unless they
+        would leave no token at all)."""
+        request = job.request
+        if request.repetition_penalty == 1.0 and alt.guard is None:
+            return logits
+        seen = (
+            alt.tokens + job.prompt_ids[-REPEAT_WINDOW_TOKENS:] if request.repetition_penalty != 1.0 else []
+        )
+        banned: list[int] = []
+        if alt.guard is not None:
+            banned = [t for word in alt.guard.banned() for t in self._vocabulary.spelling(word)]
+        adjusted = discourage(logits, seen, banned, request.repetition_penalty)
+        return adjusted if bool(torch.isfinite(adjusted).any()) else logits
+
+    def _extend(
+        self, job: Job, alt: AltState, token: int, prob: float = 1.0, writers_own: bool = False
+    ) -> None:
+        """Append a sampled token to an alternative and stream the text it makes safe, or end it
+        before the token where its stop rules say so."""
+        complete = False  # whether the text's last word is whole when it ends here
         if token in self.eos_ids:
             alt.status = Status.FINISHED
+            complete = True
         else:
-            alt.tokens.append(token)
-            delta = alt.text.push(alt.tokens)
-            if delta:
-                job.events.put_nowait(Delta(alt.index, delta, len(alt.tokens)))
-            if alt.text.stopped:
-                alt.status = Status.STOP
-            elif len(alt.tokens) >= job.request.max_new_tokens:
-                alt.status = Status.LENGTH
+            text = alt.text.decode([*alt.tokens, token])
+            piece = text[len(alt.text.text) :] if text.startswith(alt.text.text) else text
+            ending = None if writers_own else alt.rules.before(alt.text.text, piece, prob)
+            if ending is not None:
+                alt.status = ending
+                complete = not continues_word(piece)
             else:
-                alt.pending = token
-                return
-        tail = alt.text.flush()
+                alt.tokens.append(token)
+                alt.probs.append(prob)
+                if alt.guard is not None:
+                    alt.guard.add(self._vocabulary.word(token))
+                delta = alt.text.push(alt.tokens, text)
+                if delta:
+                    job.events.put_nowait(Delta(alt.index, delta, len(alt.tokens)))
+                if alt.text.stopped:
+                    alt.status = Status.STOP
+                elif len(alt.tokens) >= job.request.max_new_tokens:
+                    alt.status = Status.LENGTH
+                else:
+                    alt.pending = token
+                    return
+        tail = alt.text.flush(complete)
         if tail:
             job.events.put_nowait(Delta(alt.index, tail, len(alt.tokens)))
 
@@ -586,7 +654,7 @@ class Engine:
             if now >= job.deadline and not job.done:
                 for alt in job.live_alts():
                     alt.status = Status.TIME
-                    tail = alt.text.flush()
+                    tail = alt.text.flush(complete=False)
                     if tail:
                         job.events.put_nowait(Delta(alt.index, tail, len(alt.tokens)))
                 self._finish(job, Status.TIME)

@@ -13,6 +13,7 @@ import torch
 
 from streaming.kv import RowCache
 from streaming.params import Alternative, Completion, Delta, GenerationRequest, Status
+from streaming.stopping import RepeatGuard, StopRules
 from streaming.text import TextStream
 
 Event = Delta | Completion
@@ -31,6 +32,9 @@ class AltState:
     healing: int | None = None  # the healed token, until the first token (which must begin with it)
     pending: int | None = None  # sampled, not yet fed to the model
     status: Status | None = None
+    rules: StopRules = field(default_factory=StopRules)
+    guard: RepeatGuard | None = None  # the n-grams it may not repeat, with `no_repeat_ngram`
+    probs: list[float] = field(default_factory=list)  # each token's probability, as the model gave it
 
 
 @dataclass(eq=False)
@@ -53,6 +57,7 @@ class Job:
     ended_at_step: int | None = None
     in_flight_at_end: int = 0  # 1 when a step including this job was running as it ended
     completion: Completion | None = None
+    shortened: bool = False  # taken while the engine was crowded: fewer tokens, one alternative
 
     @property
     def done(self) -> bool:
@@ -77,7 +82,7 @@ class Job:
         """Its alternatives as decoded so far; each `status` if none has started."""
         if not self.alts:
             return [Alternative(index, status=status) for index in range(self.request.n)]
-        return [Alternative(a.index, a.text.text, list(a.tokens), a.status) for a in self.alts]
+        return [Alternative(a.index, a.text.text, list(a.tokens), a.status, list(a.probs)) for a in self.alts]
 
     def end(
         self,
@@ -100,6 +105,7 @@ class Job:
             ttft_s=ttft,
             total_s=time.monotonic() - self.submitted_at,
             error=error,
+            shortened=self.shortened,
         )
         self.events.put_nowait(self.completion)
         return self.completion

@@ -2,8 +2,9 @@
 `GenerationRequest`, server-sent events read within bounds, and the chunks and errors they carry.
 
 Cowrite's extensions travel as extra fields that `cowrite serve-engine` honours and other servers
-(vLLM, TGI, llama.cpp's server) ignore: `heal`, `prefix` and `owner` in the request; `tokens`,
-`token_ids` and `status` in a choice. Everything here is correct without them.
+(vLLM, TGI, llama.cpp's server) ignore: `heal`, `prefix`, `owner` and the endings (`min_prob`,
+`span`, `no_repeat_ngram`, ...) in the request; `tokens`, `token_ids` and `status` in a choice.
+Everything here is correct without them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from streaming.params import MAX_ALTERNATIVES, MAX_NEW_TOKENS, GenerationRequest, Status
+from streaming.params import MAX_ALTERNATIVES, MAX_NEW_TOKENS, Endings, GenerationRequest, Status
 
 MAX_USER_CHARS = 128  # what Cowrite's own `/v1/completions` takes in `user`
 MAX_MESSAGE_CHARS = 500  # of an error message passed on from the engine
@@ -31,7 +32,16 @@ FINISHES = {
 }
 # the statuses an engine may end an alternative with in a stream (refusals come as HTTP statuses)
 STREAM_STATUSES = frozenset(
-    {Status.FINISHED, Status.LENGTH, Status.TIME, Status.STOP, Status.CANCELLED, Status.SUPERSEDED}
+    {
+        Status.FINISHED,
+        Status.LENGTH,
+        Status.TIME,
+        Status.STOP,
+        Status.UNSURE,
+        Status.SENTENCE,
+        Status.CANCELLED,
+        Status.SUPERSEDED,
+    }
 )
 
 
@@ -79,6 +89,8 @@ def request_body(request: GenerationRequest, model: str | None) -> dict[str, Any
         body["prefix"] = request.prefix
     if request.owner:
         body["owner"] = request.owner
+    # the endings that differ from the defaults; `repetition_penalty` is vLLM's and TGI's name too
+    body |= {k: v for k, v in Endings.of(request).fields().items() if v != getattr(Endings(), k)}
     return body
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from streaming.errors import InvalidRequest
 
@@ -19,6 +20,16 @@ MAX_NEW_TOKENS = 1024
 MAX_TEMPERATURE = 2.0
 MAX_TIME_BUDGET_S = 600.0
 MAX_PREFIX = 64
+MAX_NO_REPEAT_NGRAM = 8
+MAX_REPETITION_PENALTY = 2.0
+
+
+class Span(enum.StrEnum):
+    """Where a continuation ends by itself, before its token limit."""
+
+    FREE = "free"  # only at the token limit, a stop string or the end of the text
+    SENTENCE = "sentence"  # at the end of the sentence it is in
+    CLAUSE = "clause"  # at the end of the clause it is in (a comma, semicolon, colon or dash)
 
 
 class Status(enum.StrEnum):
@@ -28,11 +39,32 @@ class Status(enum.StrEnum):
     LENGTH = "length"  # max_new_tokens reached
     TIME = "time"  # the request's time budget ran out
     STOP = "stop"  # a stop string was produced (it is not part of the text)
+    UNSURE = "unsure"  # the next token was less likely than the request's confidence allows
+    SENTENCE = "sentence"  # the sentence (or clause) ended, as the request's `span` asks
     CANCELLED = "cancelled"  # cancelled by id, or its client went away
     SUPERSEDED = "superseded"  # a newer request under the same session key replaced it
     BUSY = "busy"  # the engine's queue was full (or it is restarting); nothing was generated
     LIMITED = "limited"  # the request's owner already has its most requests or rows in the engine
     ERROR = "error"  # the model failed on this request; see `Completion.error`
+
+
+@dataclass(frozen=True)
+class Endings:
+    """A request's own endings and repetition rules, as they travel to an engine tier."""
+
+    min_prob: float = 0.0
+    min_run_prob: float = 0.0
+    span: Span = Span.FREE
+    no_repeat_ngram: int = 0
+    repetition_penalty: float = 1.0
+    whole_words: bool = False
+
+    def fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def of(cls, request: GenerationRequest) -> Endings:
+        return cls(**{f.name: getattr(request, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -62,6 +94,20 @@ class GenerationRequest:
     # token healing: the prompt's last token is taken off and the first token sampled must begin
     # with its text, so a pause in the middle of a token costs one step, not a stuck boundary
     heal: bool = False
+    # how it ends: before the first token less likely than `min_prob`, or before the token that
+    # takes the product of the tokens' probabilities below `min_run_prob` (`unsure`); where its
+    # sentence or clause ends (`span`, status `sentence`). Probabilities are the model's own
+    # (temperature 1), before any repetition rule.
+    min_prob: float = 0.0
+    min_run_prob: float = 0.0
+    span: Span = Span.FREE
+    # repetition: never complete a token n-gram already in the continuation or the prompt's last
+    # tokens (0: off), and divide the odds of tokens seen there by `repetition_penalty`
+    no_repeat_ngram: int = 0
+    repetition_penalty: float = 1.0
+    # release text in whole words only; a word cut off by the token limit, the time budget or an
+    # unsure token is left out
+    whole_words: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt:
@@ -93,6 +139,16 @@ class GenerationRequest:
             raise InvalidRequest("heal", "must be true or false")
         if self.heal and self.prefix:
             raise InvalidRequest("heal", "cannot be combined with a prefix")
+        _check_float("min_prob", self.min_prob, 0.0, 1.0)
+        _check_float("min_run_prob", self.min_run_prob, 0.0, 1.0)
+        if not isinstance(self.span, Span):
+            raise InvalidRequest("span", f"must be one of {', '.join(Span)}")
+        _check_int("no_repeat_ngram", self.no_repeat_ngram, 0, MAX_NO_REPEAT_NGRAM)
+        if self.no_repeat_ngram == 1:
+            raise InvalidRequest("no_repeat_ngram", "must be 0 (off) or at least 2")
+        _check_float("repetition_penalty", self.repetition_penalty, 1.0, MAX_REPETITION_PENALTY)
+        if not isinstance(self.whole_words, bool):
+            raise InvalidRequest("whole_words", "must be true or false")
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -124,6 +180,7 @@ class Alternative:
     text: str = ""
     tokens: list[int] = field(default_factory=list)
     status: Status | None = None
+    probs: list[float] = field(default_factory=list)  # each token's probability, as the model gave it
 
 
 @dataclass
@@ -138,3 +195,5 @@ class Completion:
     ttft_s: float | None = None
     total_s: float = 0.0
     error: str | None = None
+    # the engine was busy when it took the request: fewer tokens and one alternative, not a refusal
+    shortened: bool = False

@@ -9,6 +9,8 @@ reaching `torch.multinomial`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 # temperatures below this sample as this: already indistinguishable from greedy decoding
@@ -48,6 +50,37 @@ def sample_next(
     # draw one token from what is left
     drawn = int(torch.multinomial(probs, 1, generator=generator))
     return drawn if tokens is None else int(tokens[drawn])
+
+
+def probability(logits: torch.Tensor, token: int) -> float:
+    """The model's own probability of `token` (temperature 1) in one row of logits; 0 if unusable."""
+    logits = logits.float()
+    logits = logits.masked_fill(torch.isnan(logits), float("-inf"))
+    top = logits.max()
+    if not bool(torch.isfinite(top)):
+        return 0.0
+    # the log of the softmax's denominator, computed without overflow
+    log_total = top + torch.log(torch.exp(logits - top).sum())
+    value = float(torch.exp(logits[token] - log_total))
+    return value if value == value else 0.0  # NaN (an unusable row) is no confidence at all
+
+
+def discourage(
+    logits: torch.Tensor, seen: Iterable[int], banned: Iterable[int], penalty: float
+) -> torch.Tensor:
+    """Logits with repetition made less likely: tokens already `seen` divided by `penalty` in odds
+    (CTRL's rule: positive logits divided, negative multiplied) and `banned` tokens impossible."""
+    seen_ids = torch.tensor(sorted(set(seen)), dtype=torch.long)
+    banned_ids = torch.tensor(sorted(set(banned)), dtype=torch.long)
+    if penalty == 1.0 and not banned_ids.numel():
+        return logits
+    logits = logits.clone()
+    if penalty != 1.0 and seen_ids.numel():
+        values = logits[seen_ids]
+        logits[seen_ids] = torch.where(values > 0, values / penalty, values * penalty)
+    if banned_ids.numel():
+        logits[banned_ids] = float("-inf")
+    return logits
 
 
 def best(logits: torch.Tensor) -> int:

@@ -29,6 +29,7 @@ class Vocabulary:
         self._texts: list[str] = []
         self._by_first: dict[str, list[int]] = {}
         self._heal_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._by_word: dict[str, list[int]] = {}
 
     def _build(self) -> None:
         texts = [self._decoder.decode([i], skip_special_tokens=True) for i in range(self._size)]
@@ -36,7 +37,22 @@ class Vocabulary:
         for token, text in enumerate(texts):
             if text and "\ufffd" not in text:
                 by_first[text[0]].append(token)
-        self._texts, self._by_first = texts, dict(by_first)
+        by_word: dict[str, list[int]] = defaultdict(list)
+        for token, text in enumerate(texts):
+            if word := word_of(text):
+                by_word[word].append(token)
+        self._texts, self._by_first, self._by_word = texts, dict(by_first), dict(by_word)
+
+    def word(self, token: int) -> str:
+        """The token as a repetition rule sees it: its letters, lowercased, without the space
+        before it ("" for spaces and punctuation, which repeat freely)."""
+        return word_of(self.text(token))
+
+    def spelling(self, word: str) -> list[int]:
+        """Every token that is `word` as `word()` sees it (" It", "it", " it", ...)."""
+        if not self._texts:
+            self._build()
+        return self._by_word.get(word, [])
 
     def allowed(self, prefix: str) -> list[int]:
         """Tokens that are a start of `prefix` or begin with all of it."""
@@ -111,3 +127,9 @@ class Vocabulary:
         """What is left of `prefix` after `token`."""
         text = self._texts[token] if self._texts else self._decoder.decode([token])
         return prefix[len(text) :] if prefix.startswith(text) else ""
+
+
+def word_of(text: str) -> str:
+    """A token's text as a repetition rule compares it: lowercased, stripped; "" without letters."""
+    stripped = text.strip().lower()
+    return stripped if any(c.isalnum() for c in stripped) and "\ufffd" not in stripped else ""

@@ -67,10 +67,10 @@ def inject(engine: Engine, monkeypatch: pytest.MonkeyPatch, phase: str, target: 
     elif phase == "text":
         original_push = TextStream.push
 
-        def push(self: TextStream, ids: list[int]) -> str:
+        def push(self: TextStream, ids: list[int], text: str | None = None) -> str:
             if self._stop == (STOP,):
                 raise RuntimeError(message)
-            return original_push(self, ids)
+            return original_push(self, ids, text)
 
         monkeypatch.setattr(TextStream, "push", push)
     return message

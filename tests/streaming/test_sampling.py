@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from streaming.sampling import sample_next
+from streaming.sampling import discourage, probability, sample_next
 
 VOCAB = 1000
 
@@ -77,3 +79,26 @@ def test_top_k_and_top_p_draw_from_the_renormalised_head_of_the_distribution() -
     observed = torch.bincount(draws, minlength=1000).float() / len(draws)
     assert set(draws.tolist()) <= set(tokens[keep].tolist()), "nothing outside the kept head is drawn"
     assert float((observed - expected).abs().max()) < 0.015
+
+
+def test_probability_is_the_softmax_at_temperature_one() -> None:
+    logits = torch.tensor([0.0, math.log(3.0), float("-inf")])
+    assert probability(logits, 1) == pytest.approx(0.75)
+    assert probability(logits, 2) == 0.0
+
+
+def test_probability_of_an_unusable_row_is_zero() -> None:
+    assert probability(torch.tensor([float("nan"), float("nan")]), 0) == 0.0
+    assert probability(torch.full((3,), float("-inf")), 0) == 0.0
+
+
+def test_probability_does_not_overflow_on_huge_logits() -> None:
+    assert probability(torch.tensor([1e30, 0.0]), 0) == pytest.approx(1.0)
+
+
+def test_discourage_bans_and_penalises_as_ctrl_does() -> None:
+    logits = torch.tensor([2.0, -2.0, 1.0, 4.0])
+    out = discourage(logits, seen=[0, 1], banned=[3], penalty=2.0)
+    assert out.tolist() == [1.0, -4.0, 1.0, float("-inf")]
+    assert logits.tolist() == [2.0, -2.0, 1.0, 4.0]  # the input is left as it was
+    assert discourage(logits, seen=[0], banned=[], penalty=1.0) is logits

@@ -43,3 +43,29 @@ def test_a_partial_stop_match_is_released_when_it_diverges() -> None:
     assert not stream.stopped
     assert deltas[3:6] == ["", "", "ENj"]  # "E" and "EN" held back until "j" rules out "END"
     assert "".join(deltas) + stream.flush() == "We ENjoy"
+
+
+def test_whole_words_hold_back_the_word_being_written() -> None:
+    stream = TextStream(ByteDecoder(), (), whole_words=True)
+    deltas = feed(stream, " the cat sat")
+    assert "".join(deltas) == " the cat "  # "sat" may still become "satin"
+    assert stream.flush(complete=True) == "sat"
+
+
+def test_whole_words_leave_out_a_word_cut_off() -> None:
+    stream = TextStream(ByteDecoder(), (), whole_words=True)
+    feed(stream, " the magnif")
+    assert stream.flush(complete=False) == ""
+    assert stream.text == " the "
+
+
+def test_whole_words_keep_apostrophes_and_hyphens_inside_a_word() -> None:
+    stream = TextStream(ByteDecoder(), (), whole_words=True)
+    deltas = feed(stream, " the ship's well-lit deck,")
+    assert "".join(deltas) + stream.flush(complete=False) == " the ship's well-lit deck,"
+
+
+def test_without_whole_words_a_cut_off_word_is_released() -> None:
+    stream = TextStream(ByteDecoder(), ())
+    deltas = feed(stream, " the magnif")
+    assert "".join(deltas) + stream.flush(complete=False) == " the magnif"
