@@ -38,7 +38,7 @@ from server.suggest.openai_api import (
 from streaming.engine import Engine
 from streaming.interface import ModelInfo
 from streaming.loader import LoadedModel, load_model
-from streaming.params import MAX_PREFIX, GenerationRequest
+from streaming.params import MAX_PREFIX, Endings, GenerationRequest, Span
 from streaming.runner import ModelRunner
 
 MAX_OWNER_CHARS = 64
@@ -53,6 +53,23 @@ class EngineCompletionBody(CompletionBody):
     owner: str = Field(default="", max_length=MAX_OWNER_CHARS)  # whose share of the engine it takes
     heal: bool = False  # re-choose the prompt's last token (docs/engine.md, token healing)
     prefix: str = Field(default="", max_length=MAX_PREFIX)  # the end of the prompt, spelled out
+    # how a suggestion ends (docs/engine.md, "What a suggestion shows"); checked by the engine
+    min_prob: float = 0.0
+    min_run_prob: float = 0.0
+    span: Span = Span.FREE
+    no_repeat_ngram: int = 0
+    repetition_penalty: float = 1.0
+    whole_words: bool = False
+
+    def endings(self) -> Endings:
+        return Endings(
+            self.min_prob,
+            self.min_run_prob,
+            self.span,
+            self.no_repeat_ngram,
+            self.repetition_penalty,
+            self.whole_words,
+        )
 
 
 class SessionsToClose(BaseModel):
@@ -147,7 +164,9 @@ async def completions(request: Request) -> Response:
 
 def _engine_request(payload: object) -> tuple[CompletionBody, GenerationRequest]:
     body = EngineCompletionBody.model_validate(payload)
-    return body, to_engine(body, body.user, body.owner, heal=body.heal, prefix=body.prefix)
+    return body, to_engine(
+        body, body.user, body.owner, heal=body.heal, prefix=body.prefix, endings=body.endings()
+    )
 
 
 async def models(request: Request) -> Response:

@@ -26,6 +26,7 @@ def engine_limits(settings: Settings) -> EngineLimits:
         session_idle_s=settings.session_idle_s,
         prompt_limit_chars=settings.prompt_limit_chars,
         prompt_limit_tokens=settings.prompt_limit_tokens,
+        crowded_rows=settings.crowded_rows,
     )
 
 

@@ -6,6 +6,7 @@ Nothing else in the project reads `os.environ`.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -29,6 +30,7 @@ class Settings:
     prefill_chunk: int = 256
     context_tokens: int = 2048
     kv_budget_mb: int = 2048
+    crowded_rows: int = 12  # rows in use past which new suggestions are shorter, not refused; 0: off
     # each user's share of the engine (docs/security.md)
     requests_per_user: int = 4  # generations in progress at once, suggestions and /v1/completions
     rows_per_user: int = 4  # ... and the alternatives (rows) they ask for together
@@ -67,6 +69,11 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # where the metrics listener binds
     metrics_port: int = 0  # 0: no metrics listener (see metrics_token)
     metrics_token: str | None = None  # set: GET /metrics on the public port with this bearer token
+    # how suggestions end (docs/engine.md, "What a suggestion shows"; chosen by bench/quality.py)
+    suggest_confidence: float = 0.0  # the least probability of each token shown; 0 shows whatever comes
+    suggest_span: str = "sentence"  # "sentence", "clause" or "free": where a suggestion stops by itself
+    suggest_no_repeat: int = 3  # no suggestion repeats a token n-gram of itself or the text just before
+    suggest_repetition_penalty: float = 1.0  # >1 makes tokens just seen less likely
 
     def __post_init__(self) -> None:
         if self.signup not in {"open", "closed"}:
@@ -85,6 +92,14 @@ class Settings:
             raise SettingsError("COWRITE_METRICS_PORT must differ from COWRITE_PORT (metrics stay off it)")
         if self.session_check_s < 1:
             raise SettingsError("COWRITE_SESSION_CHECK_S must be at least 1")
+        if not 0.0 <= self.suggest_confidence < 1.0:
+            raise SettingsError("COWRITE_SUGGEST_CONFIDENCE must be from 0 (off) to below 1")
+        if self.suggest_span not in {"sentence", "clause", "free"}:
+            raise SettingsError("COWRITE_SUGGEST_SPAN must be 'sentence', 'clause' or 'free'")
+        if self.suggest_no_repeat == 1 or self.suggest_no_repeat > 8:
+            raise SettingsError("COWRITE_SUGGEST_NO_REPEAT must be 0 (off) or from 2 to 8")
+        if not 1.0 <= self.suggest_repetition_penalty <= 2.0:
+            raise SettingsError("COWRITE_SUGGEST_REPETITION_PENALTY must be from 1 (off) to 2")
 
     @property
     def model_cache_dir(self) -> Path:
@@ -126,6 +141,14 @@ class Settings:
 def _cast(name: str, raw: str, default: object) -> object:
     if isinstance(default, bool):
         return raw.lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, float):
+        try:
+            number = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+        if not math.isfinite(number) or number < 0:
+            raise SettingsError(f"{name} must be a finite number, not negative")
+        return number
     if isinstance(default, int):
         try:
             value = int(raw)

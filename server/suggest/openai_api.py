@@ -21,13 +21,15 @@ from server.suggest.sse import EventStreamResponse, sse_data, unless_disconnecte
 from streaming.errors import InvalidRequest
 from streaming.interface import GenerationEngine, ModelInfo
 from streaming.jobs import Generation
-from streaming.params import Completion, GenerationRequest, Status
+from streaming.params import Completion, Endings, GenerationRequest, Status
 
 # engine field names as OpenAI spells them
 OPENAI_NAMES = {"max_new_tokens": "max_tokens", "session": "user"}
 FINISH_REASONS = {
     Status.FINISHED: "stop",
     Status.STOP: "stop",
+    Status.UNSURE: "stop",
+    Status.SENTENCE: "stop",
     Status.LENGTH: "length",
     Status.TIME: "length",
     Status.CANCELLED: "cancelled",
@@ -111,7 +113,12 @@ async def complete(
 
 
 def to_engine(
-    body: CompletionBody, session: str | None, owner: str, heal: bool = False, prefix: str = ""
+    body: CompletionBody,
+    session: str | None,
+    owner: str,
+    heal: bool = False,
+    prefix: str = "",
+    endings: Endings | None = None,
 ) -> GenerationRequest:
     """The engine request for a body; `session` None: a context used once, not kept."""
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
@@ -135,6 +142,7 @@ def to_engine(
         owner=owner,
         heal=heal,
         prefix=prefix,
+        **(endings or Endings()).fields(),
     )
 
 

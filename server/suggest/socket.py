@@ -28,6 +28,7 @@ from server.errors import WS_4403_FORBIDDEN
 from server.limits import IdleTimer, idle_close
 from server.services import services
 from server.sockets import SESSION_ENDED
+from server.suggest.policy import Policy, final_text, to_request
 from server.suggest.protocol import (
     Cancel,
     Feedback,
@@ -48,11 +49,12 @@ log = logging.getLogger(__name__)
 
 OUTBOX_SIZE = 256
 REMEMBERED_IDS = 64  # client ids kept for late feedback
-TIME_BUDGET_S = 20.0
 OUTCOMES = {
     Status.FINISHED: Outcome.SHOWN,
     Status.LENGTH: Outcome.SHOWN,
     Status.STOP: Outcome.SHOWN,
+    Status.UNSURE: Outcome.SHOWN,
+    Status.SENTENCE: Outcome.SHOWN,
     Status.TIME: Outcome.SHOWN,
     Status.CANCELLED: Outcome.CANCELLED,
     Status.SUPERSEDED: Outcome.SUPERSEDED,
@@ -65,56 +67,9 @@ REASONS = {Status.LIMITED: "busy"}
 Frame = dict[str, Any]
 
 
-# Notes for suggestions: the document's brief goes first, as a block that stays the same from one
-# request to the next, so the engine's per-session prefix cache keeps it (docs/engine.md). A
-# socket re-reads them at most this often, not on every keystroke.
-NOTES_HEADER = "Notes for this text:\n"
-NOTES_SEPARATOR = "\n\n---\n\n"
-NOTES_FRESH_S = 2.0
-# n > 1 asks for alternatives: at temperature 0 they would all be the same text, so they are
-# sampled at this temperature at least (docs/protocol.md)
-ALTERNATIVES_TEMPERATURE = 0.7
-
-
-def prompt_with_notes(notes: str, before: str) -> str:
-    """What the model reads: the notes, a separator, then the text before the cursor."""
-    return f"{NOTES_HEADER}{notes}{NOTES_SEPARATOR}{before}" if notes else before
-
-
+NOTES_FRESH_S = 2.0  # a socket re-reads the document's notes at most this often, not per keystroke
 # the page's tab id (`?tab=`), part of the engine session key; anything else counts as no tab
 TAB_ID = re.compile(r"^[A-Za-z0-9_-]{0,32}$")
-
-
-def to_request(message: Suggest, session: str, owner: str = "", notes: str = "") -> GenerationRequest | None:
-    """The engine request for a `suggest`; None when there is nothing to continue.
-
-    The document's notes (if any) and then the whole text before the cursor are the prompt,
-    token-healed: its last token (the half-typed word, or the space the writer paused after) is
-    re-chosen by the first step.
-    """
-    before = message.before
-    if not before.strip():
-        return None
-    rest_of_line = message.after.split("\n", 1)[0]
-    # a suggestion never runs into the next paragraph, nor past the end of a line that goes on
-    stop = ("\n",) if rest_of_line.strip() else ("\n\n",)
-    settings = message.settings
-    temperature = (
-        settings.temperature if settings.n == 1 else max(settings.temperature, ALTERNATIVES_TEMPERATURE)
-    )
-    return GenerationRequest(
-        prompt=prompt_with_notes(notes, before),
-        session=session,
-        heal=True,
-        max_new_tokens=settings.max_tokens,
-        temperature=temperature,
-        top_p=0.95 if temperature > 0 else 1.0,
-        top_k=50 if temperature > 0 else 0,
-        n=settings.n,
-        stop=stop,
-        time_budget_s=TIME_BUDGET_S,
-        owner=owner,
-    )
 
 
 class SuggestionSocket:
@@ -131,6 +86,7 @@ class SuggestionSocket:
         settings = found.settings
         self.frame_limit = settings.frame_limit_kb << 10
         self.idle_timeout_s = settings.idle_timeout_s
+        self.policy = Policy.from_settings(settings)
         self.document_id = document_id
         self.user = user
         # one writer's two tabs on one document must not supersede each other's suggestions; a tab
@@ -232,13 +188,19 @@ class SuggestionSocket:
                 message.id,
                 retry_after_ms=round(wait * 1000),
             )
-        request = to_request(message, self.session, self.user, await self._notes())
+        request = to_request(message, self.session, self.user, await self._notes(), self.policy)
         if request is None:
-            # nothing before the cursor to continue: an empty suggestion, at once
+            # nothing before the cursor to continue, or no prose goes here: nothing, at once
             group.start_soon(
                 send.send,
                 server_frame(
-                    "done", id=message.id, reason="finished", suggestion=None, ttft_ms=None, alternatives=[]
+                    "done",
+                    id=message.id,
+                    reason="finished",
+                    suggestion=None,
+                    ttft_ms=None,
+                    alternatives=[],
+                    shortened=False,
                 ),
             )
             return
@@ -254,7 +216,7 @@ class SuggestionSocket:
         if self.live or await self.limiter.take(self.user) > 0:
             return  # a suggestion is in flight and reading the context already, or too many lately
         suggest = Suggest(v=1, type="suggest", id="prime", before=message.before)
-        request = to_request(suggest, self.session, self.user, await self._notes())
+        request = to_request(suggest, self.session, self.user, await self._notes(), self.policy)
         if request is None:
             return
         try:
@@ -326,18 +288,22 @@ class SuggestionSocket:
         suggestion_id: int,
         send: MemoryObjectSendStream[Frame],
     ) -> None:
-        texts = [a.text for a in completion.alternatives]
-        ttft_ms = None if completion.ttft_s is None else round(completion.ttft_s * 1000, 1)
+        texts = [final_text(a.text, message.before, self.notes) for a in completion.alternatives]
+        outcome = OUTCOMES[completion.status]
+        shown = any(texts)
+        ttft_ms = None if completion.ttft_s is None or not shown else round(completion.ttft_s * 1000, 1)
+        # a suggestion with no text is no suggestion: it has no timings to record
+        total_ms = round(completion.total_s * 1000, 1) if shown else None
         await self.store.run(
             suggestions.record_result,
             suggestion_id,
-            OUTCOMES[completion.status],
+            outcome,
             texts,
             ttft_ms,
-            round(completion.total_s * 1000, 1),
+            total_ms,
             sum(len(a.tokens) for a in completion.alternatives),
         )
-        self.metrics.suggestion(OUTCOMES[completion.status])
+        self.metrics.suggestion(outcome if shown or outcome is not Outcome.SHOWN else Outcome.EMPTY)
         alternatives = [
             {"index": a.index, "text": text, "reason": _reason(a.status or completion.status)}
             for a, text in zip(completion.alternatives, texts)
@@ -350,6 +316,7 @@ class SuggestionSocket:
                 suggestion=suggestion_id,
                 ttft_ms=ttft_ms,
                 alternatives=alternatives,
+                shortened=completion.shortened,
             )
         )
 

@@ -108,7 +108,7 @@ def test_a_replica_streams_suggestions_from_the_engine_process(
         before["device"],
         before["dtype"],
     )
-    assert len(deltas) >= 2 and done["reason"] in ("length", "finished", "stop")
+    assert len(deltas) >= 2 and done["reason"] in ("length", "finished", "stop", "sentence", "unsure")
     assert done["alternatives"][0]["text"] == text and [d["tokens"] for d in deltas][-1] <= 12
     assert mid_word["alternatives"][0]["text"].startswith("edged"), "token healing works across the hop"
     row = next(r for r in history["suggestions"] if r["id"] == done["suggestion"])

@@ -11,14 +11,15 @@ from starlette.testclient import TestClient, WebSocketTestSession
 
 from harness.accounts import account
 from server.suggest import socket as suggestion_socket
-from server.suggest.protocol import Suggest
-from server.suggest.socket import (
+from server.suggest.policy import (
+    ALTERNATIVES_TEMPERATURE,
     NOTES_HEADER,
     NOTES_SEPARATOR,
-    SuggestionSocket,
     prompt_with_notes,
     to_request,
 )
+from server.suggest.protocol import Suggest
+from server.suggest.socket import SuggestionSocket
 from storage import notes as storage_notes
 from storage.models import NOTES_MAX
 from streaming.loader import LoadedModel
@@ -174,7 +175,7 @@ def test_alternatives_are_sampled_even_when_the_writer_chose_greedy() -> None:
     many = to_request(Suggest.model_validate(suggest_frame("b", n=3)), "s")
     assert one is not None and many is not None
     assert (one.temperature, one.top_k) == (0.0, 0)
-    assert many.temperature == suggestion_socket.ALTERNATIVES_TEMPERATURE
+    assert many.temperature == ALTERNATIVES_TEMPERATURE
     assert many.top_k > 0 and many.top_p < 1.0
     warm = to_request(Suggest.model_validate(suggest_frame("c", n=2, temperature=1.2)), "s")
     assert warm is not None and warm.temperature == 1.2
