@@ -8,6 +8,10 @@ from storage.documents import DocumentNotFound, load_document
 from storage.models import Outcome, Suggestion, SuggestionCreate, SuggestionRead
 
 HISTORY_LIMIT = 200
+# what the writer did with a suggestion: the generation's own end, reported later, never replaces it
+FEEDBACK = frozenset({Outcome.ACCEPTED, Outcome.PARTIAL, Outcome.REJECTED, Outcome.TYPED})
+# a suggestion in flight, or one that put no text on the screen, is not listed
+UNLISTED = (Outcome.PENDING, Outcome.EMPTY, Outcome.BUSY, Outcome.ERROR)
 
 
 def record_request(session: Session, data: SuggestionCreate) -> int:
@@ -25,15 +29,19 @@ def record_result(
     outcome: Outcome,
     alternatives: list[str],
     ttft_ms: float | None,
-    total_ms: float,
+    total_ms: float | None,
     tokens: int,
 ) -> None:
+    """The generation's end: its texts, timings and outcome. A suggestion that showed no text is
+    `empty`, whatever ended it (not listed); one the writer already acted on keeps that outcome
+    (a Tab while it streams comes before the end of the generation it stops)."""
     suggestion = session.get(Suggestion, suggestion_id)
     if suggestion is None:
         raise DocumentNotFound(f"suggestion {suggestion_id}")
-    if outcome is Outcome.SHOWN and not any(alternatives):
-        outcome = Outcome.EMPTY  # nothing reached the screen: not "shown", and not listed
-    suggestion.outcome = outcome
+    if not any(alternatives) and outcome in (Outcome.SHOWN, Outcome.CANCELLED, Outcome.SUPERSEDED):
+        outcome = Outcome.EMPTY
+    if suggestion.outcome not in FEEDBACK:
+        suggestion.outcome = outcome
     suggestion.alternatives = alternatives
     suggestion.ttft_ms, suggestion.total_ms, suggestion.tokens = ttft_ms, total_ms, tokens
     session.add(suggestion)
@@ -58,7 +66,7 @@ def list_suggestions(session: Session, document_id: str, user: str) -> list[Sugg
         .where(
             Suggestion.document_id == document_id,
             Suggestion.user == user,
-            Suggestion.outcome != Outcome.EMPTY,
+            col(Suggestion.outcome).not_in(UNLISTED),
         )
         .order_by(col(Suggestion.id).desc())
         .limit(HISTORY_LIMIT)

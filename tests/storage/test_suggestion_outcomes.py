@@ -35,10 +35,35 @@ async def test_a_suggestion_without_text_is_empty_and_not_listed(store: Store) -
     shown = await new_suggestion(store, document.id)
     await store.run(suggestions.record_result, shown, Outcome.SHOWN, ["", " a dog"], 30.0, 90.0, 3)
     cancelled = await new_suggestion(store, document.id)
-    await store.run(suggestions.record_result, cancelled, Outcome.CANCELLED, [""], None, 10.0, 0)
+    await store.run(suggestions.record_result, cancelled, Outcome.CANCELLED, [""], None, None, 0)
+    typed_over = await new_suggestion(store, document.id)
+    await store.run(suggestions.record_result, typed_over, Outcome.CANCELLED, [" and"], 20.0, 50.0, 1)
+    busy = await new_suggestion(store, document.id)
+    await store.run(suggestions.record_result, busy, Outcome.BUSY, [""], None, None, 0)
+    await new_suggestion(store, document.id)  # still generating
 
     rows = await store.run(suggestions.list_suggestions, document.id, "ann")
-    assert {row.id: row.outcome for row in rows} == {shown: "shown", cancelled: "cancelled"}
+    # no "(no text) · cancelled" rows: only suggestions that put text on the screen are listed
+    assert {row.id: row.outcome for row in rows} == {shown: "shown", typed_over: "cancelled"}
+
+
+@pytest.mark.parametrize("late", [Outcome.CANCELLED, Outcome.SUPERSEDED, Outcome.SHOWN])
+async def test_an_acceptance_outlives_the_end_of_the_generation_it_stopped(
+    store: Store, late: Outcome
+) -> None:
+    """Tab while the ghost streams: the editor's feedback is stored before the cancelled
+    generation's result; the result adds its text and timings and keeps the outcome."""
+    document = await store.run(documents.create_document, DocumentCreate(title="Doc"), "ann")
+    suggestion_id = await new_suggestion(store, document.id)
+    await store.run(suggestions.record_feedback, suggestion_id, Outcome.ACCEPTED, 7, 0)
+    await store.run(suggestions.record_result, suggestion_id, late, [" and so"], 30.0, 90.0, 2)
+    [row] = await store.run(suggestions.list_suggestions, document.id, "ann")
+    assert (row.outcome, row.accepted_chars, row.alternatives, row.total_ms) == (
+        "accepted",
+        7,
+        [" and so"],
+        90.0,
+    )
 
 
 async def test_typed_through_is_recorded_as_typed_with_nothing_accepted(store: Store) -> None:

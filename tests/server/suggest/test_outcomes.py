@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient, WebSocketTestSession
 
+from storage.models import Suggestion
+
 # greedy, the model goes on with a new list item, and a line that goes on stops at the line break:
 # no text at all
 LIST = "1. Eggs\n2. Milk\n3. Bread"
@@ -40,3 +42,70 @@ def test_an_empty_suggestion_is_not_listed_and_typed_through_is_typed(client: Te
     outcomes = {row["id"]: (row["outcome"], row["accepted_chars"]) for row in rows}
     assert empty["suggestion"] not in outcomes
     assert outcomes[shown["suggestion"]] == ("typed", 0)
+
+
+def test_tab_while_the_ghost_streams_stays_accepted(client: TestClient) -> None:
+    """The editor sends `cancel` then `feedback` when Tab takes a suggestion still streaming: the
+    cancelled generation's end, recorded after, must not overwrite the acceptance."""
+    document_id = client.post("/api/documents", json={"title": "Race"}).json()["id"]
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        settings = {"max_tokens": 64, "temperature": 0, "n": 1}
+        ws.send_json({"v": 1, "type": "suggest", "id": "tab", "before": BEFORE, "settings": settings})
+        while (frame := ws.receive_json())["type"] != "delta":
+            pass
+        ws.send_json({"v": 1, "type": "cancel", "id": "tab"})
+        accepted = len(frame["text"])
+        ws.send_json(
+            {"v": 1, "type": "feedback", "id": "tab", "outcome": "accepted", "accepted_chars": accepted}
+        )
+        while (done := ws.receive_json())["type"] != "done":
+            pass
+        ask(ws, "barrier", BEFORE + " a")
+    rows = client.get(f"/api/documents/{document_id}/suggestions").json()["suggestions"]
+    row = next(r for r in rows if r["id"] == done["suggestion"])
+    assert (row["outcome"], row["accepted_chars"]) == ("accepted", accepted)
+
+
+def test_an_empty_suggestion_has_no_timings(client: TestClient) -> None:
+    document_id = client.post("/api/documents", json={"title": "Lists"}).json()["id"]
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        empty = ask(ws, "empty", LIST, " and jam")
+    assert [a["text"] for a in empty["alternatives"]] == [""]
+    assert empty["ttft_ms"] is None
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+    row = store.call(lambda session: session.get(Suggestion, empty["suggestion"]))
+    assert (row.outcome, row.ttft_ms, row.total_ms) == ("empty", None, None)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "The notes are at https://example.org/fie",
+        "See [the notes](https://exam",
+        "Run `make te",
+        "```\nfor line in lines:\n    pri",
+    ],
+)
+def test_no_suggestion_inside_a_url_or_code(client: TestClient, before: str) -> None:
+    document_id = client.post("/api/documents", json={"title": "Links"}).json()["id"]
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        done = ask(ws, "quiet", before)
+        prose = ask(ws, "prose", BEFORE)
+    assert (done["suggestion"], done["alternatives"]) == (None, [])
+    assert prose["suggestion"] is not None  # the same socket does suggest in prose
+
+
+def test_a_suggestion_ends_with_its_sentence_and_says_so(client: TestClient) -> None:
+    document_id = client.post("/api/documents", json={"title": "Span"}).json()["id"]
+    with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+        ws.receive_json()
+        settings = {"max_tokens": 48, "temperature": 0, "n": 1}
+        ws.send_json({"v": 1, "type": "suggest", "id": "s", "before": BEFORE, "settings": settings})
+        while (done := ws.receive_json())["type"] != "done":
+            pass
+    assert done["reason"] == "sentence"
+    assert done["alternatives"][0]["text"].rstrip().endswith(".")
+    assert done["shortened"] is False
