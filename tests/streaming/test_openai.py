@@ -15,7 +15,7 @@ from streaming.openai import (
     request_body,
     sse_data,
 )
-from streaming.params import GenerationRequest, Status
+from streaming.params import GenerationRequest, Span, Status
 
 LIMITS = ReadLimits(line_bytes=64, total_bytes=1024, text_chars=100)
 
@@ -83,3 +83,28 @@ def test_error_bodies_of_each_server_give_their_message(
 def test_a_request_without_options_sends_only_what_it_needs() -> None:
     body = request_body(GenerationRequest("Once", "s", keep_session=False), None)
     assert set(body) == {"prompt", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options"}
+
+
+def test_a_requests_endings_travel_only_when_they_are_not_the_defaults() -> None:
+    plain = request_body(GenerationRequest("Once", "s"), None)
+    assert not {"min_prob", "span", "no_repeat_ngram", "repetition_penalty", "whole_words"} & plain.keys()
+    request = GenerationRequest(
+        "Once",
+        "s",
+        min_prob=0.3,
+        span=Span.SENTENCE,
+        no_repeat_ngram=3,
+        repetition_penalty=1.1,
+        whole_words=True,
+    )
+    body = request_body(request, None)
+    assert {
+        k: body[k] for k in ("min_prob", "span", "no_repeat_ngram", "repetition_penalty", "whole_words")
+    } == {
+        "min_prob": 0.3,
+        "span": "sentence",
+        "no_repeat_ngram": 3,
+        "repetition_penalty": 1.1,
+        "whole_words": True,
+    }
+    assert "min_run_prob" not in body
