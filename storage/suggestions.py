@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
 from storage.documents import DocumentNotFound, load_document
 from storage.models import Outcome, Suggestion, SuggestionCreate, SuggestionRead
@@ -35,16 +35,21 @@ def record_result(
     """The generation's end: its texts, timings and outcome. A suggestion that showed no text is
     `empty`, whatever ended it (not listed); one the writer already acted on keeps that outcome
     (a Tab while it streams comes before the end of the generation it stops)."""
-    suggestion = session.get(Suggestion, suggestion_id)
-    if suggestion is None:
+    # one UPDATE each, evaluated as it writes: the writer's feedback may be committed on another
+    # worker thread between any read here and this transaction's commit
+    this = col(Suggestion.id) == suggestion_id
+    found = session.exec(
+        update(Suggestion)
+        .where(this)
+        .values(alternatives=alternatives, ttft_ms=ttft_ms, total_ms=total_ms, tokens=tokens)
+    )
+    if found.rowcount == 0:
         raise DocumentNotFound(f"suggestion {suggestion_id}")
     if not any(alternatives) and outcome in (Outcome.SHOWN, Outcome.CANCELLED, Outcome.SUPERSEDED):
         outcome = Outcome.EMPTY
-    if suggestion.outcome not in FEEDBACK:
-        suggestion.outcome = outcome
-    suggestion.alternatives = alternatives
-    suggestion.ttft_ms, suggestion.total_ms, suggestion.tokens = ttft_ms, total_ms, tokens
-    session.add(suggestion)
+    session.exec(
+        update(Suggestion).where(this, col(Suggestion.outcome).not_in(FEEDBACK)).values(outcome=outcome)
+    )
 
 
 def record_feedback(

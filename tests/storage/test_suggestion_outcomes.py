@@ -4,6 +4,7 @@ stored cleaned. On SQLite and (in CI) PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -94,3 +95,24 @@ async def test_notes_are_stored_and_read_back(store: Store) -> None:
 def test_bad_notes_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="notes"):
         notes.clean_notes(bad)
+
+
+async def test_feedback_and_the_generations_end_written_at_once_keep_the_feedback(store: Store) -> None:
+    """The socket stores both on worker threads, each in its own transaction: whichever commits
+    first, the writer's acceptance stands (a read-then-write `record_result` lost it 2 runs in 6)."""
+    document = await store.run(documents.create_document, DocumentCreate(title="Doc"), "ann")
+    ids = [await new_suggestion(store, document.id) for _ in range(40)]
+    await asyncio.gather(
+        *(
+            call
+            for suggestion_id in ids
+            for call in (
+                store.run(suggestions.record_feedback, suggestion_id, Outcome.ACCEPTED, 3, 0),
+                store.run(
+                    suggestions.record_result, suggestion_id, Outcome.CANCELLED, [" and"], 9.0, 20.0, 1
+                ),
+            )
+        )
+    )
+    rows = await store.run(suggestions.list_suggestions, document.id, "ann")
+    assert {row.outcome for row in rows} == {"accepted"} and len(rows) == len(ids)
