@@ -32,7 +32,10 @@ const NONE_ENDED = [];
 export const startGhost = StateEffect.define();
 /** Streamed text for one alternative: {id, index, text}. */
 export const appendGhost = StateEffect.define();
-/** The server finished the suggestion: {id, alternatives?: string[], suggestion?: number}. */
+/**
+ * The server finished the suggestion: {id, alternatives?: string[], suggestion?: number}; the
+ * alternatives, when given, are the final texts, which replace what streamed.
+ */
 export const finishGhost = StateEffect.define();
 /** Dismiss the suggestion on screen, if any. */
 export const dismissGhost = StateEffect.define();
@@ -206,21 +209,31 @@ function appendText(ghost, index, text) {
 }
 
 /**
+ * The suggestion as the server settled it. Its final texts are authoritative: the server may end
+ * an alternative shorter than it streamed (a half word dropped), empty it, or drop it (no entry:
+ * empty too). Without them (the connection was lost) what streamed stays.
  * @param {Ghost} ghost
- * @param {string[] | undefined} finals the complete texts from the `done` frame
+ * @param {string[] | undefined} finals the texts from the `done` frame, by alternative
  * @param {number | undefined} suggestion the history record from the `done` frame
  */
 function settle(ghost, finals, suggestion) {
-  const alternatives = ghost.alternatives.map((text, index) => {
-    const final = finals && finals[index];
-    // Deltas and the final text agree; the final text only fills in what may have been missed.
-    return typeof final === "string" && final.startsWith(text) ? final : text;
-  });
-  return withChange(ghost, {
+  const alternatives = finals ? ghost.alternatives.map((_, index) => finals[index] || "") : ghost.alternatives;
+  /** @type {Ghost} */
+  let next = {
+    ...ghost,
     alternatives,
     generating: false,
     suggestion: typeof suggestion === "number" ? suggestion : ghost.suggestion,
-  });
+  };
+  // The alternative on screen lost its text: show another that still has some.
+  if (!visibleText(next)) {
+    const other = alternatives.findIndex((_, index) => offersMore(next, index));
+    if (other >= 0) next = { ...next, index: other };
+  }
+  // A suggestion the server emptied produced nothing: what streamed of it does not count as
+  // shown (it gets no feedback), unless the writer took some of it.
+  if (finals && !alternatives.some(Boolean)) next.shown = ghost.taken.length > 0;
+  return withChange(next, {});
 }
 
 /**

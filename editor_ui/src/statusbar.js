@@ -1,5 +1,5 @@
 // The thin bar under the writing column: the document's connection and saving, its counts (and
-// the selection's), and the model, latency and alternatives of the suggestions.
+// the selection's), and the model, latency, load and alternatives of the suggestions.
 
 import { WORDS_PER_MINUTE, readingTime } from "./counts.js";
 import { byId } from "./dom.js";
@@ -63,6 +63,7 @@ export class StatusBar {
     this.connection = byId("status-connection");
     this.counts = byId("status-counts");
     this.selection = byId("status-selection");
+    this.shortened = byId("status-shortened"); // "busy: shorter suggestions", empty while not
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.noticeTimer = undefined;
   }
@@ -106,6 +107,16 @@ export class StatusBar {
   showTtft(ms) {
     this.ttft.textContent = `last suggestion: ${Math.round(ms)} ms`;
     this.ttft.title = "Time from asking to the first word of the last suggestion";
+  }
+
+  /**
+   * Whether the server, under load, is shortening suggestions (or dropping alternatives) rather
+   * than refusing them; the latest `done` says.
+   * @param {boolean} shortened
+   */
+  showShortened(shortened) {
+    const text = shortened ? "busy: shorter suggestions" : "";
+    if (this.shortened.textContent !== text) this.shortened.textContent = text;
   }
 
   /** @param {boolean} generating */

@@ -42,6 +42,15 @@ function preview(text) {
   return flat.length > PREVIEW_CHARS ? `${flat.slice(0, PREVIEW_CHARS - 1)}…` : flat;
 }
 
+/**
+ * The record's first alternative with something in it, or "".
+ * @param {SuggestionRecord} record
+ */
+function firstText(record) {
+  const texts = Array.isArray(record.alternatives) ? record.alternatives : [];
+  return texts.find((text) => typeof text === "string" && text.trim() !== "") || "";
+}
+
 export class HistoryPanel {
   /**
    * @param {HTMLElement} list the element the items go into
@@ -71,18 +80,21 @@ export class HistoryPanel {
     }
   }
 
-  /** @param {SuggestionRecord[]} records */
+  /**
+   * Only suggestions that said something are listed: one whose alternatives are all empty (it
+   * was cancelled before any text, or had nothing to say) is not worth a row.
+   * @param {SuggestionRecord[]} records
+   */
   render(records) {
-    if (!records.length) {
+    const worthListing = records.filter((record) => firstText(record) !== "");
+    if (!worthListing.length) {
       const empty = document.createElement("p");
       empty.className = "muted";
       empty.textContent = "No suggestions yet. Pause while writing, or press Ctrl+Space.";
       this.list.replaceChildren(empty);
       return;
     }
-    const sorted = records
-      .slice()
-      .sort((a, b) => Date.parse(b.requested_at) - Date.parse(a.requested_at));
+    const sorted = worthListing.sort((a, b) => Date.parse(b.requested_at) - Date.parse(a.requested_at));
     this.list.replaceChildren(...sorted.map((record) => this.renderItem(record)));
   }
 
@@ -95,9 +107,8 @@ export class HistoryPanel {
 
     const text = document.createElement("p");
     text.className = "history-text";
-    const first = (record.alternatives && record.alternatives[0]) || "";
-    text.textContent = preview(first) || "(no text)";
-    if (!first.trim()) text.classList.add("muted");
+    const first = firstText(record);
+    text.textContent = preview(first);
     text.title = first;
 
     const meta = document.createElement("div");

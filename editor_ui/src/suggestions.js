@@ -4,6 +4,7 @@
 import { Prec, Transaction } from "@codemirror/state";
 import { EditorView, keymap } from "@codemirror/view";
 import { suggestionContext } from "./context.js";
+import { REFUSAL_NOTICES, refusalAt } from "./suggestionpolicy.js";
 import {
   appendGhost,
   currentGhost,
@@ -26,6 +27,18 @@ const DONE_NOTICES = {
   error: "The suggestion failed on the server.",
   time: "The suggestion ran out of time.",
 };
+/** `done` reasons of a suggestion that ended as it should, whether or not it had anything to say. */
+const NORMAL_ENDINGS = new Set(["finished", "length", "stop", "unsure", "sentence"]);
+const NOTHING_HERE = "No suggestion here.";
+
+/**
+ * One `suggest` this page sent, until both its `done` came and its fate was reported.
+ * @typedef {object} Request
+ * @property {number} epoch   the socket connection it went out on: feedback only makes sense there
+ * @property {boolean} manual the writer asked (Ctrl+Space)
+ * @property {boolean} shown  its text reached the screen (known once its ghost ended)
+ * @property {boolean} done   its `done` came
+ */
 
 /**
  * The document's suggestion socket, for this tab.
@@ -69,9 +82,8 @@ export class Suggester {
     /** The request the server is still generating for, if any. */
     /** @type {string | null} */
     this.inFlight = null;
-    /** The socket connection each live request went out on: feedback only makes sense there. */
-    /** @type {Map<string, number>} */
-    this.requestEpochs = new Map();
+    /** @type {Map<string, Request>} */
+    this.requests = new Map();
     this.sequence = 0;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.pauseTimer = undefined;
@@ -80,6 +92,9 @@ export class Suggester {
     this.askWhenConnected = null;
     /** The server said to slow down: no automatic asks before this time (ms since the epoch). */
     this.quietUntil = 0;
+    /** Why the last ask was not made at the cursor's spot (suggestionpolicy.js); null once one goes out. */
+    /** @type {import("./suggestionpolicy.js").Refusal | null} */
+    this.declined = null;
 
     settings.subscribe((value) => {
       if (!value.autoSuggest) clearTimeout(this.pauseTimer);
@@ -135,6 +150,13 @@ export class Suggester {
       return true;
     }
     if (!manual && (!this.settings.value.autoSuggest || !view.hasFocus || Date.now() < this.quietUntil)) return true;
+    const head = selection.main.head;
+    const refusal = refusalAt(state, head);
+    if (refusal) {
+      this.declined = refusal;
+      if (manual) this.status.showNotice(REFUSAL_NOTICES[refusal]);
+      return true;
+    }
     if (!this.socket.connected) {
       if (this.socket.state === "idle" || (this.socket.state === "connecting" && this.askWhenConnected)) {
         this.socket.wake();
@@ -149,7 +171,6 @@ export class Suggester {
       return true;
     }
 
-    const head = selection.main.head;
     const { before, after } = suggestionContext(state.doc.toString(), head);
     const id = `s-${Date.now().toString(36)}-${++this.sequence}`;
     const { maxTokens, temperature, n } = this.settings.value;
@@ -163,7 +184,10 @@ export class Suggester {
       after,
       settings: { max_tokens: maxTokens, temperature, n },
     });
-    this.requestEpochs.set(id, this.socket.epoch);
+    // Requests of an earlier connection get no `done` any more.
+    for (const [old, request] of this.requests) if (request.epoch !== this.socket.epoch) this.requests.delete(old);
+    this.requests.set(id, { epoch: this.socket.epoch, manual, shown: false, done: false });
+    this.declined = null;
     this.inFlight = id;
     this.status.showGenerating(true);
     return true;
@@ -174,9 +198,10 @@ export class Suggester {
    * @param {import("./ghost.js").Ghost} ghost
    */
   reportFate(ghost) {
-    const epoch = this.requestEpochs.get(ghost.id);
-    this.requestEpochs.delete(ghost.id);
-    const sameConnection = epoch === this.socket.epoch;
+    const request = this.requests.get(ghost.id);
+    if (request) request.shown = ghost.shown;
+    if (request && request.done) this.requests.delete(ghost.id);
+    const sameConnection = request !== undefined && request.epoch === this.socket.epoch;
     if (ghost.id === this.inFlight && sameConnection) {
       this.socket.send({ v: PROTOCOL_VERSION, type: "cancel", id: ghost.id });
     }
@@ -216,20 +241,41 @@ export class Suggester {
     }
   }
 
-  /** @param {any} frame */
+  /**
+   * The server's text is the suggestion: it may be shorter than what streamed (a half word
+   * dropped) or empty, and the ghost becomes exactly that. Only a suggestion that put text on
+   * screen counts as one in the status bar.
+   * @param {any} frame
+   */
   handleDone(frame) {
     if (frame.id === this.inFlight) {
       this.inFlight = null;
       this.status.showGenerating(false);
     }
-    if (typeof frame.ttft_ms === "number") this.status.showTtft(frame.ttft_ms);
     const notice = DONE_NOTICES[frame.reason];
     if (notice) this.status.showNotice(notice);
+    // The engine was under load and shortened this suggestion (or dropped alternatives).
+    this.status.showShortened(frame.shortened === true);
     /** @type {string[]} */
     const finals = [];
-    for (const alternative of frame.alternatives || []) finals[alternative.index] = alternative.text;
+    for (const alternative of Array.isArray(frame.alternatives) ? frame.alternatives : []) {
+      const { index, text } = alternative || {};
+      if (Number.isInteger(index) && index >= 0 && typeof text === "string") finals[index] = text;
+    }
+    const request = this.requests.get(frame.id);
+    if (request) request.done = true;
     const suggestion = typeof frame.suggestion === "number" ? frame.suggestion : undefined;
     this.dispatchIfCurrent(frame.id, finishGhost.of({ id: frame.id, alternatives: finals, suggestion }));
+
+    const ghost = this.view && currentGhost(this.view.state);
+    const onScreen = ghost !== null && ghost.id === frame.id && visibleText(ghost) !== "";
+    if (!onScreen) this.requests.delete(frame.id); // its fate is reported already, or it had none
+    const hasText = finals.some((text) => text);
+    if (hasText && (onScreen || (request && request.shown)) && typeof frame.ttft_ms === "number") {
+      this.status.showTtft(frame.ttft_ms);
+    } else if (!hasText && request && request.manual && NORMAL_ENDINGS.has(frame.reason)) {
+      this.status.showNotice(NOTHING_HERE);
+    }
   }
 
   /** @param {any} frame */
@@ -251,6 +297,7 @@ export class Suggester {
     }
     if (frame.id && frame.id === this.inFlight) {
       // A rejected request gets no `done`; stop waiting for it.
+      this.requests.delete(frame.id);
       this.inFlight = null;
       this.status.showGenerating(false);
       this.dispatchIfCurrent(frame.id, dismissGhost.of(null));
@@ -280,7 +327,9 @@ export class Suggester {
     const view = this.view;
     if (!view) return;
     const { state } = view;
-    const { before } = suggestionContext(state.doc.toString(), state.selection.main.head);
+    const head = state.selection.main.head;
+    if (refusalAt(state, head)) return; // nothing would be asked there either
+    const { before } = suggestionContext(state.doc.toString(), head);
     if (before) this.socket.send({ v: PROTOCOL_VERSION, type: "prime", before });
   }
 
@@ -309,6 +358,7 @@ export class Suggester {
       generating: this.inFlight !== null,
       alternative: ghost && text ? ghost.index : 0,
       alternatives: ghost && text ? ghost.n : 0,
+      declined: this.declined,
     };
   }
 }
