@@ -88,6 +88,7 @@ bench: install
 	$(PY) -m bench.writers
 	$(PY) -m bench.collab
 	$(PY) -m bench.cluster
+	$(PY) -m bench.quality
 
 # the peer a writer would otherwise run: llama.cpp's llama-server on the same GGUF, built once into
 # ~/.cache/cowrite/peer (10-15 minutes on 2 cores), then single-stream speed and the writers bench

@@ -41,6 +41,8 @@ def locked_version() -> str:
     if match is None:
         raise SystemExit(f"bench.peer: {LOCK.name} does not lock {SDIST}; run `make lock`")
     return match.group(1)
+
+
 CACHE = Path.home() / ".cache" / "cowrite" / "peer"
 CMAKE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release",
@@ -130,12 +132,16 @@ def build(cache: Path = CACHE) -> Path:
     return target
 
 
-def serve(port: int, log_path: Path, cache: Path = CACHE) -> subprocess.Popen[bytes]:
-    """`llama-server` on the bundled GGUF at 127.0.0.1:`port`, as the comparison runs it."""
+def serve(
+    port: int, log_path: Path, cache: Path = CACHE, gguf: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`llama-server` on `gguf` (the bundled GGUF unless named) at 127.0.0.1:`port`, as the
+    comparison runs it."""
     target = binary(cache)
     if not target.exists():
         raise SystemExit("bench.peer: llama-server is not built; run `make bench-peer` first")
-    command = [str(target), "-m", str(bundled_gguf()), "--host", "127.0.0.1", "--port", str(port)]
+    model = gguf or bundled_gguf()
+    command = [str(target), "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "ab") as log:
         return subprocess.Popen(command + SERVE_FLAGS, stdout=log, stderr=subprocess.STDOUT)
 
