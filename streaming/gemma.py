@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from streaming.errors import ModelLoadError
+from streaming.layers import rotate_half
 
 if TYPE_CHECKING:
-    from streaming.runner import Projection, ProjectionFactory, RowAttention
+    from streaming.layers import Projection, ProjectionFactory, RowAttention
 
 SLIDING = "sliding_attention"
 FULL = "full_attention"
@@ -46,11 +47,6 @@ def _norm(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
 def _scale(norm: Any) -> torch.Tensor:
     scale: torch.Tensor = 1.0 + norm.weight.detach().float()
     return scale
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 class GemmaStack:
@@ -114,7 +110,7 @@ class GemmaStack:
             qkv = qkv.view(-1, heads + 2 * kv_heads, self.head_dim)
             qk = _norm(qkv[:, : heads + kv_heads], layer.qk_norm, eps)  # q_norm and k_norm in one go
             cos, sin = rotary[layer.kind]
-            qk = qk * cos + _rotate_half(qk) * sin
+            qk = qk * cos + rotate_half(qk) * sin
             q, k, v = qk[:, :heads], qk[:, heads:], qkv[:, heads + kv_heads :]
             window = self.window if layer.kind == SLIDING else None
             attended = attention(index, q, k, v, scale=self.attention_scale, window=window)
