@@ -1,4 +1,4 @@
-"""bench/quality.py: its figures on hand-made pauses, its variants, and one small real offline run."""
+"""bench/quality/: its figures on hand-made pauses, its variants, and one small real offline run."""
 
 from __future__ import annotations
 
