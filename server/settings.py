@@ -69,8 +69,9 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # where the metrics listener binds
     metrics_port: int = 0  # 0: no metrics listener (see metrics_token)
     metrics_token: str | None = None  # set: GET /metrics on the public port with this bearer token
-    # how suggestions end (docs/engine.md, "What a suggestion shows"; chosen by bench/quality.py)
+    # how suggestions end (docs/benchmarks.md, "Suggestions worth taking"; chosen by bench/quality/)
     suggest_confidence: float = 0.0  # the least probability of each token shown; 0 shows whatever comes
+    suggest_run_confidence: float = 0.5  # the least product of its tokens' probabilities a suggestion keeps
     suggest_span: str = "sentence"  # "sentence", "clause" or "free": where a suggestion stops by itself
     suggest_no_repeat: int = 3  # no suggestion repeats a token n-gram of itself or the text just before
     suggest_repetition_penalty: float = 1.0  # >1 makes tokens just seen less likely
@@ -94,6 +95,8 @@ class Settings:
             raise SettingsError("COWRITE_SESSION_CHECK_S must be at least 1")
         if not 0.0 <= self.suggest_confidence < 1.0:
             raise SettingsError("COWRITE_SUGGEST_CONFIDENCE must be from 0 (off) to below 1")
+        if not 0.0 <= self.suggest_run_confidence < 1.0:
+            raise SettingsError("COWRITE_SUGGEST_RUN_CONFIDENCE must be from 0 (off) to below 1")
         if self.suggest_span not in {"sentence", "clause", "free"}:
             raise SettingsError("COWRITE_SUGGEST_SPAN must be 'sentence', 'clause' or 'free'")
         if self.suggest_no_repeat == 1 or self.suggest_no_repeat > 8:

@@ -23,6 +23,12 @@ from server.settings import Settings
 from streaming.loader import LoadedModel, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
+# Most tests need a suggestion on screen whatever the model's confidence in it (ghost text, Tab,
+# history): their servers show every suggestion, as COWRITE_SUGGEST_RUN_CONFIDENCE=0 does. The
+# default policy, which shows only confident ones, is tested where it is named
+# (tests/server/suggest/test_policy.py, test_outcomes.py). This process's own servers and the
+# uvicorn subprocesses both read it from the environment.
+os.environ.setdefault("COWRITE_SUGGEST_RUN_CONFIDENCE", "0")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """What a suggestion may show: how it ends (confidence, sentence end, repetition), where none is
-asked for, and what is dropped before the writer sees it. Defaults chosen by `bench/quality.py`.
+asked for, and what is dropped before the writer sees it. Defaults chosen by `bench/quality/`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ class Policy:
     """How suggestions end; the writer's frame gives the length and temperature."""
 
     confidence: float = 0.0  # the least probability of each token shown ("unsure" below it)
-    run_confidence: float = 0.0  # the least product of the tokens' probabilities
+    # the least product of the tokens' probabilities: 0.5 kept word precision over 50% on every
+    # book (docs/benchmarks.md, "Suggestions worth taking")
+    run_confidence: float = 0.5
     span: Span = Span.SENTENCE
     no_repeat_ngram: int = 3
     repetition_penalty: float = 1.0
@@ -44,6 +46,7 @@ class Policy:
     def from_settings(cls, settings: Settings) -> Policy:
         return cls(
             confidence=settings.suggest_confidence,
+            run_confidence=settings.suggest_run_confidence,
             span=Span(settings.suggest_span),
             no_repeat_ngram=settings.suggest_no_repeat,
             repetition_penalty=settings.suggest_repetition_penalty,

@@ -103,6 +103,7 @@ def test_the_policy_comes_from_settings_and_bad_values_are_refused() -> None:
         ("COWRITE_SUGGEST_CONFIDENCE", "nan"),
         ("COWRITE_SUGGEST_CONFIDENCE", "-0.1"),
         ("COWRITE_SUGGEST_CONFIDENCE", "lots"),
+        ("COWRITE_SUGGEST_RUN_CONFIDENCE", "1"),
         ("COWRITE_SUGGEST_SPAN", "paragraph"),
         ("COWRITE_SUGGEST_NO_REPEAT", "1"),
         ("COWRITE_SUGGEST_REPETITION_PENALTY", "0.5"),
