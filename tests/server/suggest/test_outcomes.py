@@ -3,12 +3,17 @@ in the history, and text the writer typed through is reported (and recorded) as 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient, WebSocketTestSession
 
+from harness.accounts import sign_in_client
+from server.app import create_app
+from server.settings import Settings
 from storage.models import Suggestion
+from streaming.loader import LoadedModel
 
 # greedy, the model goes on with a new list item, and a line that goes on stops at the line break:
 # no text at all
@@ -109,3 +114,23 @@ def test_a_suggestion_ends_with_its_sentence_and_says_so(client: TestClient) -> 
     assert done["reason"] == "sentence"
     assert done["alternatives"][0]["text"].rstrip().endswith(".")
     assert done["shortened"] is False
+
+
+def test_the_default_policy_shows_only_what_the_model_is_sure_of(
+    app_settings: Settings, loaded_model: LoadedModel
+) -> None:
+    """With the shipped COWRITE_SUGGEST_RUN_CONFIDENCE: an unsure continuation shows nothing and is
+    not timed; a sure one is shown, up to where the model stops being sure."""
+    defaults = replace(app_settings, suggest_run_confidence=Settings().suggest_run_confidence)
+    assert defaults.suggest_run_confidence > 0
+    with TestClient(create_app(defaults, loaded_model)) as client:
+        sign_in_client(client, "alice")
+        document_id = client.post("/api/documents", json={"title": "Sure"}).json()["id"]
+        with client.websocket_connect(f"/ws/suggest/{document_id}") as ws:
+            ws.receive_json()
+            unsure = ask(ws, "unsure", "The weather today")
+            sure = ask(ws, "sure", "Once upon a time, there")
+    assert unsure["reason"] == "unsure" and unsure["alternatives"][0]["text"] == ""
+    assert unsure["ttft_ms"] is None
+    assert sure["alternatives"][0]["text"].startswith(" was")
+    assert sure["reason"] in ("unsure", "sentence", "length")
