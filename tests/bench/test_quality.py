@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bench.common import ROOT
 from bench.quality import (
     ClientCut,
     Judged,
@@ -24,9 +25,15 @@ from bench.quality import (
     variants,
     word_counts,
 )
+from bench.quality.thresholds import continuations, cut_at, cut_text
 from bench.writers import MISSED, Attempt
-from server.suggest.policy import Policy
+from server.suggest.policy import Policy, to_request
+from server.suggest.protocol import Suggest, SuggestSettings
+from streaming.engine import Engine, EngineLimits
+from streaming.loader import load_model
 from streaming.params import Span
+from streaming.runner import ModelRunner
+from streaming.vocabulary import Vocabulary
 
 
 def test_precision_counts_words_up_to_the_first_that_differs() -> None:
@@ -113,26 +120,30 @@ def test_knob_lists_run_their_cross_product() -> None:
     assert chosen[1].label == "max_tokens=8 confidence=0.3"
     assert {v.policy.span for v in chosen} == {Span.SENTENCE, Span.FREE}
     # llama-server plays only what it has: the repetition guard and whole words are not among it
-    assert chosen[4].peer.label == "max_tokens=8 span=free"
+    assert chosen[4].peer.label == "max_tokens=8 run_confidence=0 span=free"
 
 
 def test_a_server_is_set_by_its_environment_or_refuses() -> None:
     env = server_env(Variant(Policy(confidence=0.3, span=Span.CLAUSE)))
     assert env["COWRITE_SUGGEST_CONFIDENCE"] == "0.3"
     assert env["COWRITE_SUGGEST_SPAN"] == "clause"
+    assert server_env(Variant(Policy(run_confidence=0.1)))["COWRITE_SUGGEST_RUN_CONFIDENCE"] == "0.1"
     with pytest.raises(SystemExit):
-        server_env(Variant(Policy(run_confidence=0.1)))
+        server_env(Variant(Policy(whole_words=False)))
 
 
 def test_the_client_cut_ends_llama_servers_text_as_cowrite_would() -> None:
     pieces = [(" He", 0.9), (" went", 0.5), (" out", 0.9), (".", 0.9), (" She", 0.9)]
-    cut = ClientCut(Variant())
+    cut = ClientCut(Variant(Policy(run_confidence=0.0)))
     assert cut.add(pieces)
     assert (cut.text, cut.reason) == (" He went out.", "sentence")
-    unsure = ClientCut(Variant(Policy(confidence=0.6)))
+    unsure = ClientCut(Variant(Policy(confidence=0.6, run_confidence=0.0)))
     assert unsure.add(pieces)
     assert (unsure.text, unsure.reason) == (" He", "unsure")
-    free = ClientCut(Variant(Policy(span=Span.FREE)))
+    unsure_run = ClientCut(Variant())  # the default: the running product 0.9 * 0.5 falls below 0.5
+    assert unsure_run.add(pieces)
+    assert (unsure_run.text, unsure_run.reason) == (" He", "unsure")
+    free = ClientCut(Variant(Policy(run_confidence=0.0, span=Span.FREE)))
     assert not free.add(pieces)
     assert free.text == " He went out. She"
 
@@ -228,3 +239,26 @@ async def test_a_small_real_offline_run() -> None:
         value = figures[key]
         assert value is None or 0.0 <= value <= 1.0, (key, value)
     assert figures["shown_share"] is not None
+
+
+@pytest.mark.timeout(240)
+async def test_the_one_pass_threshold_curve_matches_the_engine_at_that_threshold() -> None:
+    """thresholds.py cuts one greedy continuation where a threshold would have: each cut must be
+    the text the engine gives when asked with that threshold itself."""
+    loaded = load_model(None, "auto", "auto", ROOT / "data" / "models")
+    vocabulary = Vocabulary(loaded.tokenizer, loaded.model.config.vocab_size)
+    name, book = next(iter(books().items()))
+    spots = positions(book, 8, random.Random(f"0-{name}"))
+    settings = SuggestSettings(max_tokens=24, temperature=0)
+    async with Engine(ModelRunner(loaded.model), loaded.tokenizer, EngineLimits(crowded_rows=0)) as engine:
+        found = await continuations(engine, loaded.tokenizer, vocabulary, spots, Policy(run_confidence=0.0))
+        for threshold in (0.3, 0.5):
+            for number, (spot, alternative, healed, stop) in enumerate(found):
+                assert alternative is not None
+                kept = cut_at(alternative.probs, "run", threshold)
+                message = Suggest(v=1, type="suggest", id="x", before=spot.before, settings=settings)
+                request = to_request(message, f"direct-{number}", "", "", Policy(run_confidence=threshold))
+                assert request is not None
+                direct = await (await engine.submit(request)).result()
+                expected = direct.alternatives[0].text
+                assert cut_text(alternative, kept, healed, stop, loaded.tokenizer) == expected
