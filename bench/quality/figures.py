@@ -31,6 +31,7 @@ class Judged:
     typed: int = 0  # offline: characters of the phrase typed before the pause
     first_text_s: float = MISSED  # online: from the request to the first text
     in_time: bool = False  # online: text, or a decision to show none, before the writer resumed
+    answer_s: float = MISSED  # online: from the request to that text or decision
 
 
 def on_screen(shown: str, after_space: bool) -> str:
@@ -104,6 +105,10 @@ def figures(judged: list[Judged], characters: int, online: bool) -> dict[str, fl
     if online and judged:
         out["first_text_p50_ms"] = percentile([j.first_text_s for j in judged], 50) * 1000
         out["in_time_share"] = share(sum(j.in_time for j in judged), len(judged))
+        out["answer_p50_ms"] = percentile([j.answer_s for j in judged], 50) * 1000
+        # how soon text came where some did: with a confidence cut most pauses rightly show none
+        with_text = [j.first_text_s for j in judged if j.first_text_s != MISSED]
+        out["shown_first_text_p50_ms"] = percentile(with_text, 50) * 1000 if with_text else MISSED
     return out
 
 

@@ -19,6 +19,7 @@ class Heard:
     resumed: float | None = None
     first_at: float | None = None  # the first text, as it streamed (a `done` may take it back)
     final: tuple[str, str] | None = None  # (text, reason) of a suggestion ended before resuming
+    ended_at: float | None = None  # when that `done` came
 
 
 class Recorder:
@@ -51,6 +52,7 @@ class Recorder:
         if heard is None or heard.resumed is not None:
             return  # ended by the writer's typing: what streamed is what they saw
         heard.first_at, heard.final = attempt.first_text(), (text, reason)
+        heard.ended_at = time.perf_counter()
         if "".join(chunk for _, chunk in attempt.chunks) != text:
             at = attempt.chunks[0][0] if attempt.chunks else time.perf_counter()
             attempt.chunks[:] = [(at, text)] if text else []
@@ -64,6 +66,8 @@ class Recorder:
             first = heard.first_at if heard.final is not None else heard.attempt.first_text()
             on_time = first is not None and first <= heard.resumed
             reason = heard.final[1] if heard.final is not None else ""
+            # answered: text on screen, or else the decision to show none, before the writer resumed
+            answered = first if on_time else heard.ended_at
             before = heard.before
             out.append(
                 judge(
@@ -73,6 +77,7 @@ class Recorder:
                     whole_words or reason in NATURAL_ENDS,
                     first_text_s=first - heard.attempt.sent if first is not None and on_time else MISSED,
                     in_time=on_time or heard.final is not None,
+                    answer_s=MISSED if answered is None else answered - heard.attempt.sent,
                 )
             )
         return out

@@ -15,7 +15,12 @@ COLUMNS = [
     ("repetition", "repetition_rate", "%"),
     ("words shown", "words_shown", "n"),
 ]
-ONLINE_COLUMNS = [("first text p50", "first_text_p50_ms", "ms"), ("in time", "in_time_share", "%")]
+ONLINE_COLUMNS = [
+    ("first text p50", "first_text_p50_ms", "ms"),
+    ("first text p50 where shown", "shown_first_text_p50_ms", "ms"),
+    ("answered p50", "answer_p50_ms", "ms"),
+    ("answered in time", "in_time_share", "%"),
+]
 
 
 def show(value: float | None, unit: str) -> str:

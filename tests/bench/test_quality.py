@@ -25,6 +25,7 @@ from bench.quality import (
     variants,
     word_counts,
 )
+from bench.quality.figures import figures
 from bench.quality.thresholds import continuations, cut_at, cut_text
 from bench.writers import MISSED, Attempt
 from server.suggest.policy import Policy, to_request
@@ -195,6 +196,20 @@ async def test_a_suggestion_ended_before_the_writer_resumes_shows_its_final_text
     [judged] = recorder.judged("He saw the cat sat down", whole_words=True)
     assert (judged.taken, judged.right, judged.whole) == (7, 2, 2)
     assert judged.in_time and judged.first_text_s != MISSED
+
+
+async def test_a_decision_to_show_nothing_is_an_answer_in_time_but_no_text() -> None:
+    recorder = Recorder()
+    recorder.inner = ScriptedSuggester()
+    attempt = await recorder.suggest("He saw ")
+    recorder.ended(attempt, "", "unsure")
+    await recorder.stop()
+    [judged] = recorder.judged("He saw the cat", whole_words=True)
+    assert judged.in_time and not judged.shown
+    assert judged.first_text_s == MISSED and 0 <= judged.answer_s < 1
+    out = figures([judged], 10, online=True)
+    assert out["answer_p50_ms"] == judged.answer_s * 1000
+    assert out["first_text_p50_ms"] == out["shown_first_text_p50_ms"] == MISSED
 
 
 async def test_what_streamed_is_what_the_writer_saw_when_they_resumed_first() -> None:
